@@ -1,0 +1,1 @@
+"""The `shiftroute` command, shaped after `oc`."""

@@ -1,0 +1,190 @@
+"""The Store contract shared by the embedded SQLite store and the etcd store.
+
+It follows etcd's model so both fit one interface:
+- one monotonic revision for the whole store; an object's `metadata.resourceVersion` is the revision of
+  its last change (etcd: mod_revision);
+- update and delete are compare-and-swap on resourceVersion (a stale version is a ConflictError);
+- `list` answers at a revision, and `watch(kinds, from_revision)` yields every later change in revision
+  order, so list + watch(revision + 1) loses nothing and repeats nothing;
+- old history is compacted; watching from a compacted revision raises CompactedError (list again).
+Status is a subresource: create/update keep the stored status, only `update_status` writes it.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from shiftroute.api.objects import Manifest, ObjectKey
+from shiftroute.errors import UsageError
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    revision: int
+    key: ObjectKey
+    manifest: Manifest  # for DELETED: the object as it was when deleted
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    items: list[Manifest]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    action: Literal["created", "configured", "unchanged"]
+    manifest: Manifest
+
+
+class Watch(Protocol):
+    def next_batch(self, timeout: float) -> list[WatchEvent]:
+        """Events after the last one returned, waiting at most `timeout` s; [] when none came."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    url: str
+
+    def revision(self) -> int: ...
+
+    def get(self, kind: str, namespace: str, name: str) -> Manifest: ...
+
+    def list(
+        self, kind: str, namespace: str | None = None, selector: str | None = None
+    ) -> ListResult: ...
+
+    def create(self, manifest: Manifest) -> Manifest: ...
+
+    def update(self, manifest: Manifest) -> Manifest: ...
+
+    def apply(self, manifests: Iterable[Manifest]) -> list[ApplyResult]: ...
+
+    def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> Manifest: ...
+
+    def update_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> Manifest: ...
+
+    def watch(self, kinds: Collection[str], from_revision: int) -> Watch: ...
+
+    def compact(self, revision: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def key_of(manifest: Mapping[str, Any]) -> ObjectKey:
+    meta = manifest.get("metadata") or {}
+    return ObjectKey(str(manifest.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", "")))
+
+
+def now_rfc3339() -> str:
+    """Kubernetes timestamps: UTC, RFC 3339, whole seconds (`2026-11-29T19:30:00Z`)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _content(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What generation counts: everything but status and server-managed metadata."""
+    body = {k: v for k, v in manifest.items() if k not in ("status", "metadata")}
+    meta = manifest.get("metadata") or {}
+    body["__meta"] = {k: v for k, v in meta.items() if k in ("labels", "annotations")}
+    return body
+
+
+def prepare_create(manifest: Mapping[str, Any], revision: int) -> Manifest:
+    """Fill the server-side fields of a new object.
+
+    uid and creationTimestamp are kept when the manifest carries them (an export from a cluster keeps its
+    age, and routes.md §3 decides host claims by age); otherwise they are generated.
+    """
+    out = copy.deepcopy(dict(manifest))
+    meta = out.setdefault("metadata", {})
+    meta.setdefault("namespace", "")
+    if not meta.get("uid"):
+        meta["uid"] = str(uuid.uuid4())
+    if not meta.get("creationTimestamp"):
+        meta["creationTimestamp"] = now_rfc3339()
+    meta["resourceVersion"] = str(revision)
+    meta["generation"] = 1
+    out.pop("status", None)
+    return out
+
+
+def prepare_update(current: Mapping[str, Any], manifest: Mapping[str, Any], revision: int) -> Manifest:
+    """The new stored object for an update: server fields and status from `current`, the rest from `manifest`."""
+    out = copy.deepcopy(dict(manifest))
+    meta = out.setdefault("metadata", {})
+    cur_meta = current.get("metadata") or {}
+    for field in ("uid", "creationTimestamp", "namespace"):
+        if field in cur_meta:
+            meta[field] = cur_meta[field]
+    generation = int(cur_meta.get("generation") or 1)
+    meta["generation"] = generation + 1 if _content(current) != _content(out) else generation
+    meta["resourceVersion"] = str(revision)
+    out.pop("status", None)
+    if "status" in current:
+        out["status"] = copy.deepcopy(current["status"])
+    return out
+
+
+def same_content(current: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:
+    return _content(current) == _content(manifest)
+
+
+def with_status(current: Mapping[str, Any], status: Mapping[str, Any], revision: int) -> Manifest:
+    out = copy.deepcopy(dict(current))
+    out["status"] = copy.deepcopy(dict(status))
+    out["metadata"]["resourceVersion"] = str(revision)
+    return out
+
+
+def parse_selector(selector: str | None) -> list[tuple[str, str, str]]:
+    """Equality-based label selectors as kubectl takes them: `a=b,c!=d,e` (e: the label exists)."""
+    if not selector:
+        return []
+    terms: list[tuple[str, str, str]] = []
+    for raw in selector.split(","):
+        term = raw.strip()
+        if not term:
+            continue
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            terms.append((k.strip(), "!=", v.strip()))
+        elif "==" in term:
+            k, v = term.split("==", 1)
+            terms.append((k.strip(), "=", v.strip()))
+        elif "=" in term:
+            k, v = term.split("=", 1)
+            terms.append((k.strip(), "=", v.strip()))
+        elif term.startswith("!"):
+            terms.append((term[1:].strip(), "!", ""))
+        else:
+            terms.append((term, "exists", ""))
+        if not terms[-1][0]:
+            raise UsageError(f"label selector {selector!r}: empty label name in {term!r}")
+    return terms
+
+
+def matches_selector(manifest: Mapping[str, Any], terms: list[tuple[str, str, str]]) -> bool:
+    labels = (manifest.get("metadata") or {}).get("labels") or {}
+    for key, op, value in terms:
+        present = key in labels
+        if op == "=" and labels.get(key) != value:
+            return False
+        if op == "!=" and present and labels.get(key) == value:
+            return False
+        if op == "exists" and not present:
+            return False
+        if op == "!" and present:
+            return False
+    return True
