@@ -133,11 +133,15 @@ def _precheck(route: Route, host: str, options: RouterOptions) -> Verdict | None
     if is_wildcard(route):
         if not options.allow_wildcard_routes:
             return _reject(
-                route, host, ROUTE_NOT_ADMITTED,
+                route,
+                host,
+                ROUTE_NOT_ADMITTED,
                 "wildcard routes are not allowed by this router (start it with --allow-wildcard-routes)",
             )
         if host.count(".") < 2:
-            return _reject(route, host, INVALID_HOST, f"wildcard route host {host} needs a parent domain of 2+ labels")
+            return _reject(
+                route, host, INVALID_HOST, f"wildcard route host {host} needs a parent domain of 2+ labels"
+            )
     problems = _extended_validation(route, options)
     if problems:
         return _reject(route, host, EXTENDED_VALIDATION_FAILED, "; ".join(problems))
@@ -145,7 +149,7 @@ def _precheck(route: Route, host: str, options: RouterOptions) -> Verdict | None
 
 
 def _extended_validation(route: Route, options: RouterOptions) -> list[str]:
-    problems = []
+    problems: list[str] = []
     tls = route.spec.tls
     if tls is not None:
         problems.extend(str(e) for e in validate_route_tls(tls))
@@ -157,10 +161,10 @@ def _extended_validation(route: Route, options: RouterOptions) -> list[str]:
         ):
             # routes.md §4, shiftroute differs: OpenShift would skip backend verification silently.
             problems.append(
-                "spec.tls.destinationCACertificate: required for reencrypt: this router has no service CA, so "
-                "without it the backend certificate could not be verified. Give the CA that signed the backend "
-                "certificate (--dest-ca-cert), start the router with --service-ca, or, only for testing, "
-                "--insecure-skip-backend-verify"
+                "spec.tls.destinationCACertificate: required for reencrypt: this router has no service CA, "
+                "so without it the backend certificate could not be verified. Give the CA that signed the "
+                "backend certificate (--dest-ca-cert), start the router with --service-ca, or, only for "
+                "testing, --insecure-skip-backend-verify"
             )
     allowlist = ann.allowlist_annotation(route.meta.annotations)
     if allowlist is not None:
@@ -176,7 +180,9 @@ def _claim(route: Route, host: str, claims: _Claims, options: RouterOptions) -> 
         holder = _namespace_conflict(route, host, parent, claims)
         if holder is not None:
             return _reject(
-                route, host, HOST_ALREADY_CLAIMED,
+                route,
+                host,
+                HOST_ALREADY_CLAIMED,
                 f"{_what(route, host)} is owned by namespace {holder.meta.namespace}: route "
                 f"{holder.meta.namespace}/{holder.meta.name} is older",
             )
@@ -184,7 +190,9 @@ def _claim(route: Route, host: str, claims: _Claims, options: RouterOptions) -> 
     for other in claims.admitted.get(key, []):
         if _conflicts(route, other):
             return _reject(
-                route, host, HOST_ALREADY_CLAIMED,
+                route,
+                host,
+                HOST_ALREADY_CLAIMED,
                 f"route {other.meta.namespace}/{other.meta.name} already exposes {key}"
                 f"{_path_text(other)} and is older",
             )

@@ -56,7 +56,7 @@ _Loader.yaml_implicit_resolvers = {
 def parse_documents(text: str, source: str = "<input>") -> list[Document]:
     """Parse YAML (which includes JSON) into documents; `kind: List` is flattened into its items."""
     try:
-        raw_docs = list(yaml.load_all(text, Loader=_Loader))  # noqa: S506 - _Loader is a SafeLoader
+        raw_docs = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -68,7 +68,9 @@ def parse_documents(text: str, source: str = "<input>") -> list[Document]:
             continue  # an empty document between `---` separators
         where = f"{source}: document {index}"
         if not isinstance(raw, dict):
-            raise ManifestError(f"{where}: expected an object with apiVersion and kind, got {type(raw).__name__}")
+            raise ManifestError(
+                f"{where}: expected an object with apiVersion and kind, got {type(raw).__name__}"
+            )
         if str(raw.get("kind", "")).endswith("List") and "items" in raw:
             items = raw.get("items") or []
             if not isinstance(items, list):
@@ -96,7 +98,9 @@ def normalize(doc: Document) -> list[Document]:
     expected = API_VERSIONS[str(kind)]
     api_version = manifest.get("apiVersion")
     if api_version != expected:
-        raise ManifestError(f"{where}: apiVersion: expected {expected!r} for kind {kind}, got {api_version!r}")
+        raise ManifestError(
+            f"{where}: apiVersion: expected {expected!r} for kind {kind}, got {api_version!r}"
+        )
     return [Document(where, manifest)]
 
 

@@ -184,7 +184,9 @@ class RouteSpec:
             subdomain=_str(spec.get("subdomain")),
             path=_str(spec.get("path")),
             to=TargetRef.from_dict(_dict(spec.get("to"))),
-            alternate_backends=tuple(TargetRef.from_dict(_dict(b)) for b in _list(spec.get("alternateBackends"))),
+            alternate_backends=tuple(
+                TargetRef.from_dict(_dict(b)) for b in _list(spec.get("alternateBackends"))
+            ),
             target_port=_target_port(spec.get("port")),
             tls=RouteTLS.from_dict(tls) if isinstance(tls, Mapping) and tls.get("termination") else None,
             wildcard_policy=_str(spec.get("wildcardPolicy")) or "None",

@@ -101,7 +101,9 @@ def _validate_target(path: str, target: Any, errors: list[FieldError]) -> None:
         errors.append(FieldError(f"{path}.name", "required"))
     weight = target.get("weight")
     if weight is not None and (not _is_int(weight) or not 0 <= weight <= MAX_WEIGHT):
-        errors.append(FieldError(f"{path}.weight", f"must be an integer from 0 to {MAX_WEIGHT}, got {weight!r}"))
+        errors.append(
+            FieldError(f"{path}.weight", f"must be an integer from 0 to {MAX_WEIGHT}, got {weight!r}")
+        )
 
 
 def _validate_route(manifest: Manifest, errors: list[FieldError]) -> None:
@@ -133,7 +135,9 @@ def _validate_route(manifest: Manifest, errors: list[FieldError]) -> None:
         else:
             if len(alternates) > MAX_ALTERNATE_BACKENDS:
                 errors.append(
-                    FieldError("spec.alternateBackends", f"at most {MAX_ALTERNATE_BACKENDS}, got {len(alternates)}")
+                    FieldError(
+                        "spec.alternateBackends", f"at most {MAX_ALTERNATE_BACKENDS}, got {len(alternates)}"
+                    )
                 )
             for i, target in enumerate(alternates):
                 _validate_target(f"spec.alternateBackends[{i}]", target, errors)
@@ -171,14 +175,18 @@ def _validate_tls(spec: Mapping[str, Any], errors: list[FieldError]) -> str:
     if termination == "passthrough":
         for field_name in ("certificate", "key", "caCertificate", "destinationCACertificate"):
             if tls.get(field_name):
-                errors.append(FieldError(f"spec.tls.{field_name}", "not allowed with termination passthrough"))
+                errors.append(
+                    FieldError(f"spec.tls.{field_name}", "not allowed with termination passthrough")
+                )
     if termination == "edge" and tls.get("destinationCACertificate"):
         errors.append(FieldError("spec.tls.destinationCACertificate", "not allowed with termination edge"))
     policy = tls.get("insecureEdgeTerminationPolicy")
     if policy not in (None, ""):
         if policy not in INSECURE_POLICIES:
             errors.append(
-                FieldError("spec.tls.insecureEdgeTerminationPolicy", f"must be one of {', '.join(INSECURE_POLICIES)}")
+                FieldError(
+                    "spec.tls.insecureEdgeTerminationPolicy", f"must be one of {', '.join(INSECURE_POLICIES)}"
+                )
             )
         elif termination == "passthrough" and policy == "Allow":
             errors.append(
@@ -284,7 +292,9 @@ def _validate_endpoint_slice(manifest: Manifest, errors: list[FieldError]) -> No
     labels = meta.get("labels") if isinstance(meta, Mapping) else None
     if not isinstance(labels, Mapping) or not labels.get(SERVICE_NAME_LABEL):
         errors.append(
-            FieldError(f"metadata.labels[{SERVICE_NAME_LABEL}]", "required: names the service this slice serves")
+            FieldError(
+                f"metadata.labels[{SERVICE_NAME_LABEL}]", "required: names the service this slice serves"
+            )
         )
     address_type = manifest.get("addressType")
     if address_type not in (None, "IPv4", "IPv6", "FQDN"):

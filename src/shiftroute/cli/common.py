@@ -59,11 +59,19 @@ def store_options(func: Callable[P, R]) -> Callable[P, R]:
             ctx.ensure_object(Context).namespace = value
 
     decorated = click.option(
-        "-n", "--namespace", expose_value=False, callback=set_namespace, metavar="NS",
+        "-n",
+        "--namespace",
+        expose_value=False,
+        callback=set_namespace,
+        metavar="NS",
         help="Namespace of the object (default: default).",
     )(func)
     return click.option(
-        "--store", expose_value=False, callback=set_store, metavar="URL", envvar="SHIFTROUTE_STORE",
+        "--store",
+        expose_value=False,
+        callback=set_store,
+        metavar="URL",
+        envvar="SHIFTROUTE_STORE",
         help="Store: a file path or sqlite:///path (default $XDG_STATE_HOME/shiftroute/store.db).",
     )(decorated)
 
@@ -84,11 +92,11 @@ def read_file_arg(option: str, path: str) -> str:
         raise UsageError(f"{option} {path}: not a text (PEM) file") from None
 
 
-def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+def handle_errors(func: Callable[..., R]) -> Callable[..., R]:
     """User mistakes become `error: <one line>` and exit 1; never a traceback."""
 
     @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(*args: Any, **kwargs: Any) -> R:
         try:
             return func(*args, **kwargs)
         except ShiftrouteError as exc:
@@ -127,10 +135,15 @@ def kind_label(kind: str) -> str:
 
 def resource_kind(name: str, allowed: tuple[str, ...]) -> str:
     aliases = {
-        "route": "Route", "routes": "Route",
-        "service": "Service", "services": "Service", "svc": "Service",
-        "endpointslice": "EndpointSlice", "endpointslices": "EndpointSlice",
-        "router": "Router", "routers": "Router",
+        "route": "Route",
+        "routes": "Route",
+        "service": "Service",
+        "services": "Service",
+        "svc": "Service",
+        "endpointslice": "EndpointSlice",
+        "endpointslices": "EndpointSlice",
+        "router": "Router",
+        "routers": "Router",
     }
     kind = aliases.get(name.lower())
     if kind is None or kind not in allowed:

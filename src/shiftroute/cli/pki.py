@@ -15,8 +15,12 @@ _key_type = click.option(
     "--key-type", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True, help="Key algorithm."
 )
 _out_dir = click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-    show_default=True, help="Directory to write NAME.crt and NAME.key in.",
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory to write NAME.crt and NAME.key in.",
 )
 
 
@@ -51,8 +55,9 @@ def ca(name: str, cn: str | None, days: int, key_type: str, directory: Path, for
 @click.argument("name")
 @click.option("--ca", "ca_name", required=True, help="CA to sign with: reads CA_NAME.crt and CA_NAME.key.")
 @click.option("--cn", help="Common name (default: NAME).")
-@click.option("--san", default="", help="Subject alternative names: DNS:a.example.com,IP:127.0.0.1 "
-              "(default: DNS:<cn>).")
+@click.option(
+    "--san", default="", help="Subject alternative names: DNS:a.example.com,IP:127.0.0.1 (default: DNS:<cn>)."
+)
 @click.option("--days", type=click.IntRange(1, 36500), default=825, show_default=True)
 @_key_type
 @_out_dir

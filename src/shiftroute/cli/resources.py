@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,14 @@ from shiftroute.cli.common import (
     resource_kind,
     store_options,
 )
-from shiftroute.errors import ConflictError, ManifestError, NotFoundError, PKIError, UsageError, ValidationError
+from shiftroute.errors import (
+    ConflictError,
+    ManifestError,
+    NotFoundError,
+    PKIError,
+    UsageError,
+    ValidationError,
+)
 from shiftroute.pki.pem import load_certificates, load_private_key
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -51,14 +59,19 @@ def create() -> None:
 @click.argument("name")
 @click.option("--port", type=click.IntRange(1, 65535), required=True, help="Service port; named <port>-tcp.")
 @click.option(
-    "--endpoint", "endpoints", multiple=True, metavar="IP:PORT",
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="IP:PORT",
     help="A backend address; repeat for more. Written as an EndpointSlice for the service.",
 )
 @click.option("--target-port", type=click.IntRange(1, 65535), help="Service targetPort (default: --port).")
 @store_options
 @pass_context
 @handle_errors
-def create_service(ctx: Context, name: str, port: int, endpoints: tuple[str, ...], target_port: int | None) -> None:
+def create_service(
+    ctx: Context, name: str, port: int, endpoints: tuple[str, ...], target_port: int | None
+) -> None:
     """Create service NAME with one port and, with --endpoint, its endpoints.
 
     \b
@@ -116,15 +129,23 @@ def _first_port_name(ctx: Context, service: str) -> str:
 def _route_options(func: Any) -> Any:
     options = [
         click.option("--service", required=True, help="The service the route sends traffic to."),
-        click.option("--hostname", default="", help="Host name (default: <name>-<namespace>.<router domain>)."),
-        click.option("--path", default="", help="Path prefix the route serves (not with passthrough)."),
-        click.option("--port", "target_port", help="Target port: a service port name or number (default: first)."),
         click.option(
-            "--wildcard-policy", type=click.Choice(["None", "Subdomain"]), default="None",
+            "--hostname", default="", help="Host name (default: <name>-<namespace>.<router domain>)."
+        ),
+        click.option("--path", default="", help="Path prefix the route serves (not with passthrough)."),
+        click.option(
+            "--port", "target_port", help="Target port: a service port name or number (default: first)."
+        ),
+        click.option(
+            "--wildcard-policy",
+            type=click.Choice(["None", "Subdomain"]),
+            default="None",
             help="Subdomain: serve every host under the parent domain of --hostname.",
         ),
         click.option(
-            "--insecure-policy", type=click.Choice(list(INSECURE_POLICIES)), default=None,
+            "--insecure-policy",
+            type=click.Choice(list(INSECURE_POLICIES)),
+            default=None,
             help="Plain-HTTP requests: None (refuse), Allow (serve) or Redirect (302 to https).",
         ),
     ]
@@ -162,9 +183,14 @@ def create_edge(
 ) -> None:
     """Create an edge route: TLS ends at the router, plain HTTP to the service."""
     _create_route(
-        ctx, name, "edge", service,
-        certificate=_pem_option("--cert", cert, "cert"), key=_pem_option("--key", key, "key"),
-        ca_certificate=_pem_option("--ca-cert", ca_cert, "cert"), insecure_policy=kw.pop("insecure_policy") or "",
+        ctx,
+        name,
+        "edge",
+        service,
+        certificate=_pem_option("--cert", cert, "cert"),
+        key=_pem_option("--key", key, "key"),
+        ca_certificate=_pem_option("--ca-cert", ca_cert, "cert"),
+        insecure_policy=kw.pop("insecure_policy") or "",
         **kw,
     )
 
@@ -191,15 +217,22 @@ def create_passthrough(ctx: Context, name: str, service: str, **kw: Any) -> None
 @click.option("--key", metavar="FILE", help="Key (PEM) of --cert.")
 @click.option("--ca-cert", metavar="FILE", help="CA chain (PEM) served with --cert.")
 @click.option(
-    "--dest-ca-cert", metavar="FILE",
+    "--dest-ca-cert",
+    metavar="FILE",
     help="CA (PEM) that signed the backend's certificate; the router verifies the backend against it.",
 )
 @store_options
 @pass_context
 @handle_errors
 def create_reencrypt(
-    ctx: Context, name: str, service: str, cert: str | None, key: str | None, ca_cert: str | None,
-    dest_ca_cert: str | None, **kw: Any,
+    ctx: Context,
+    name: str,
+    service: str,
+    cert: str | None,
+    key: str | None,
+    ca_cert: str | None,
+    dest_ca_cert: str | None,
+    **kw: Any,
 ) -> None:
     """Create a reencrypt route: TLS ends at the router, then a new, verified TLS connection to the service.
 
@@ -208,8 +241,12 @@ def create_reencrypt(
     it, to the router's --service-ca with the name <service>.<namespace>.svc.
     """
     _create_route(
-        ctx, name, "reencrypt", service,
-        certificate=_pem_option("--cert", cert, "cert"), key=_pem_option("--key", key, "key"),
+        ctx,
+        name,
+        "reencrypt",
+        service,
+        certificate=_pem_option("--cert", cert, "cert"),
+        key=_pem_option("--key", key, "key"),
         ca_certificate=_pem_option("--ca-cert", ca_cert, "cert"),
         destination_ca_certificate=_pem_option("--dest-ca-cert", dest_ca_cert, "cert"),
         insecure_policy=kw.pop("insecure_policy") or "",
@@ -235,7 +272,9 @@ def expose_service(
     ctx: Context, service: str, route_name: str | None, hostname: str, path: str, target_port: str | None
 ) -> None:
     """Create a plain-HTTP route for SERVICE, like `oc expose service`."""
-    _create_route(ctx, route_name or service, "", service, hostname=hostname, path=path, target_port=target_port)
+    _create_route(
+        ctx, route_name or service, "", service, hostname=hostname, path=path, target_port=target_port
+    )
 
 
 # -- apply --------------------------------------------------------------------------------------------
@@ -260,8 +299,15 @@ def _read_sources(filenames: tuple[str, ...]) -> list[Document]:
 
 
 @click.command("apply")
-@click.option("-f", "--filename", "filenames", multiple=True, required=True, metavar="FILE|DIR|-",
-              help="Manifest file, directory of manifests, or - for stdin; repeatable.")
+@click.option(
+    "-f",
+    "--filename",
+    "filenames",
+    multiple=True,
+    required=True,
+    metavar="FILE|DIR|-",
+    help="Manifest file, directory of manifests, or - for stdin; repeatable.",
+)
 @store_options
 @pass_context
 @handle_errors
@@ -291,8 +337,9 @@ def apply(ctx: Context, filenames: tuple[str, ...]) -> None:
         manifests.append(manifest)
     if problems:
         raise ManifestError(
-            "nothing was applied:\n  " + "\n  ".join(problems) if len(problems) > 1 else
-            f"nothing was applied: {problems[0]}"
+            "nothing was applied:\n  " + "\n  ".join(problems)
+            if len(problems) > 1
+            else f"nothing was applied: {problems[0]}"
         )
     for result in ctx.store.apply(manifests):
         meta = result.manifest["metadata"]
@@ -317,10 +364,8 @@ def delete(ctx: Context, resource: str, names: tuple[str, ...]) -> None:
         if kind == KIND_SERVICE:
             slices = ctx.store.list(KIND_ENDPOINTSLICE, ctx.ns, f"{SERVICE_NAME_LABEL}={name}").items
             for item in slices:
-                try:
+                with contextlib.suppress(NotFoundError):  # someone else removed it meanwhile
                     ctx.store.delete(KIND_ENDPOINTSLICE, ctx.ns, item["metadata"]["name"])
-                except NotFoundError:
-                    pass  # someone else removed it meanwhile
 
 
 def _parse_annotation_args(pairs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
@@ -361,9 +406,7 @@ def annotate(ctx: Context, resource: str, name: str, pairs: tuple[str, ...], ove
         current = manifest["metadata"].setdefault("annotations", {})
         for key, value in sets.items():
             if key in current and current[key] != value and not overwrite:
-                raise UsageError(
-                    f"{key} already has a value ({current[key]}), and --overwrite is false"
-                )
+                raise UsageError(f"{key} already has a value ({current[key]}), and --overwrite is false")
             current[key] = value
         for key in removes:
             current.pop(key, None)

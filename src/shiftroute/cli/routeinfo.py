@@ -9,7 +9,7 @@ from typing import Any
 
 from shiftroute.api.objects import Route
 from shiftroute.errors import PKIError
-from shiftroute.pki.pem import load_certificates, summarize
+from shiftroute.pki.pem import CertSummary, load_certificates, summarize
 
 # A router whose heartbeat is older than this is shown as stale (it heartbeats every few seconds).
 ROUTER_STALE_AFTER_S = 30.0
@@ -66,11 +66,11 @@ _CERT_FIELDS = (
 )
 
 
-def _certs_of(route: Route) -> list[tuple[str, Any]]:
+def _certs_of(route: Route) -> list[tuple[str, CertSummary | None]]:
     tls = route.spec.tls
     if tls is None:
         return []
-    out = []
+    out: list[tuple[str, CertSummary | None]] = []
     for attr, path in _CERT_FIELDS:
         text = getattr(tls, attr)
         if not text:
@@ -92,7 +92,9 @@ def cert_warnings(route: Route, now: datetime | None = None) -> list[str]:
             continue
         problem = summary.validity_problem(now)
         if problem:
-            warnings.append(f"route {route.meta.namespace}/{route.meta.name}: {path} ({summary.subject}) {problem}")
+            warnings.append(
+                f"route {route.meta.namespace}/{route.meta.name}: {path} ({summary.subject}) {problem}"
+            )
     return warnings
 
 
@@ -131,7 +133,9 @@ def router_is_live(manifest: Mapping[str, Any], now: datetime | None = None) -> 
 def router_row(manifest: Mapping[str, Any]) -> list[str]:
     spec = manifest.get("spec") or {}
     status = manifest.get("status") or {}
-    state = "Live" if router_is_live(manifest) else ("Stopped" if status.get("phase") == "Stopped" else "Stale")
+    state = (
+        "Live" if router_is_live(manifest) else ("Stopped" if status.get("phase") == "Stopped" else "Stale")
+    )
     return [
         str((manifest.get("metadata") or {}).get("name", "")),
         state,

@@ -1,1 +1,1 @@
-"""Certificates: make CAs and leaves (`shiftroute pki`), read and check PEM (admission, describe, diagnose)."""
+"""Certificates: make CAs and leaves (`shiftroute pki`), read and check PEM (admission, diagnose)."""

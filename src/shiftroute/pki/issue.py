@@ -90,9 +90,15 @@ def make_ca(cn: str, days: int = 3650, key_type: str = "ecdsa-p256") -> Issued:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -103,7 +109,11 @@ def make_ca(cn: str, days: int = 3650, key_type: str = "ecdsa-p256") -> Issued:
 
 
 def make_leaf(
-    ca: Issued, cn: str, sans: list[x509.GeneralName], days: int = 825, key_type: str = "ecdsa-p256",
+    ca: Issued,
+    cn: str,
+    sans: list[x509.GeneralName],
+    days: int = 825,
+    key_type: str = "ecdsa-p256",
     not_before: datetime | None = None,
 ) -> Issued:
     """A server certificate signed by `ca`. With no SAN given, the CN becomes the only DNS SAN, because
@@ -123,9 +133,14 @@ def make_leaf(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False,
-                key_encipherment=isinstance(key, rsa.RSAPrivateKey), data_encipherment=False,
-                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
@@ -157,9 +172,7 @@ def make_self_signed(cn: str, sans: list[x509.GeneralName], days: int = 730) -> 
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
     return Issued(cert, key)
@@ -189,7 +202,9 @@ def read_pair(cert_path: Path, key_path: Path) -> Issued:
     key = load_private_key(key_text, str(key_path))
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise PKIError(f"{key_path}: only RSA and ECDSA keys can sign certificates here")
-    pub = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     if pub != cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ):

@@ -168,4 +168,3 @@ def summarize(cert: x509.Certificate) -> CertSummary:
         is_ca=bool(basic),
         version=cert.version.value + 1,
     )
-

@@ -36,7 +36,9 @@ def validate_route_tls(tls: RouteTLS) -> list[FieldError]:
 
 
 @lru_cache(maxsize=8192)
-def _validate(termination: str, cert_pem: str, key_pem: str, ca_pem: str, dest_ca_pem: str) -> tuple[FieldError, ...]:
+def _validate(
+    termination: str, cert_pem: str, key_pem: str, ca_pem: str, dest_ca_pem: str
+) -> tuple[FieldError, ...]:
     errors: list[FieldError] = []
     if termination in ("edge", "reencrypt"):
         errors.extend(_validate_serving(cert_pem, key_pem, ca_pem))
@@ -102,7 +104,10 @@ def _check_signatures(certs: list[x509.Certificate]) -> list[FieldError]:
         if name in _WEAK_HASHES and not is_self_signed(cert):
             subject = cert.subject.rfc4514_string() or "(empty subject)"
             errors.append(
-                FieldError("spec.tls.certificate", f"certificate {subject} is signed with {name.upper()}, which is refused")
+                FieldError(
+                    "spec.tls.certificate",
+                    f"certificate {subject} is signed with {name.upper()}, which is refused",
+                )
             )
     return errors
 

@@ -33,7 +33,9 @@ def open_store(url: str | None = None) -> Store:
     if "://" in target:
         scheme, _, rest = target.partition("://")
         if scheme != "sqlite":
-            raise UsageError(f"--store {target}: unknown store scheme {scheme!r} (use a file path or sqlite:///path)")
+            raise UsageError(
+                f"--store {target}: unknown store scheme {scheme!r} (use a file path or sqlite:///path)"
+            )
         target = rest
     if not target:
         raise UsageError("--store: empty path")

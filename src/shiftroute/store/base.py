@@ -35,7 +35,7 @@ class WatchEvent:
 
 @dataclass(frozen=True, slots=True)
 class ListResult:
-    items: list[Manifest]
+    items: ManifestList
     revision: int
 
 
@@ -45,8 +45,13 @@ class ApplyResult:
     manifest: Manifest
 
 
+EventList = list[WatchEvent]
+ManifestList = list[Manifest]
+ApplyResults = list[ApplyResult]
+
+
 class Watch(Protocol):
-    def next_batch(self, timeout: float) -> list[WatchEvent]:
+    def next_batch(self, timeout: float) -> EventList:
         """Events after the last one returned, waiting at most `timeout` s; [] when none came."""
         ...
 
@@ -60,20 +65,25 @@ class Store(Protocol):
 
     def get(self, kind: str, namespace: str, name: str) -> Manifest: ...
 
-    def list(
-        self, kind: str, namespace: str | None = None, selector: str | None = None
-    ) -> ListResult: ...
+    def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> ListResult: ...
 
     def create(self, manifest: Manifest) -> Manifest: ...
 
     def update(self, manifest: Manifest) -> Manifest: ...
 
-    def apply(self, manifests: Iterable[Manifest]) -> list[ApplyResult]: ...
+    def apply(self, manifests: Iterable[Manifest]) -> ApplyResults: ...
 
-    def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> Manifest: ...
+    def delete(
+        self, kind: str, namespace: str, name: str, resource_version: str | None = None
+    ) -> Manifest: ...
 
     def update_status(
-        self, kind: str, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
     ) -> Manifest: ...
 
     def watch(self, kinds: Collection[str], from_revision: int) -> Watch: ...
@@ -85,7 +95,9 @@ class Store(Protocol):
 
 def key_of(manifest: Mapping[str, Any]) -> ObjectKey:
     meta = manifest.get("metadata") or {}
-    return ObjectKey(str(manifest.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", "")))
+    return ObjectKey(
+        str(manifest.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", ""))
+    )
 
 
 def now_rfc3339() -> str:
@@ -121,7 +133,8 @@ def prepare_create(manifest: Mapping[str, Any], revision: int) -> Manifest:
 
 
 def prepare_update(current: Mapping[str, Any], manifest: Mapping[str, Any], revision: int) -> Manifest:
-    """The new stored object for an update: server fields and status from `current`, the rest from `manifest`."""
+    """The stored object after an update: server fields and status from `current`, the rest from
+    `manifest`."""
     out = copy.deepcopy(dict(manifest))
     meta = out.setdefault("metadata", {})
     cur_meta = current.get("metadata") or {}

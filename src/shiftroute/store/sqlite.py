@@ -8,6 +8,7 @@ polling every few milliseconds delivers a change to another process well under 1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,6 +29,8 @@ from shiftroute.errors import (
 )
 from shiftroute.store.base import (
     ApplyResult,
+    ApplyResults,
+    EventList,
     EventType,
     ListResult,
     WatchEvent,
@@ -146,10 +149,8 @@ class SqliteStore:
     def close(self) -> None:
         with self._connections_lock:
             for db in self._connections:
-                try:
+                with contextlib.suppress(sqlite3.ProgrammingError):  # closed from its own thread already
                     db.close()
-                except sqlite3.ProgrammingError:
-                    pass  # closed from its own thread already
             self._connections.clear()
         self._local = threading.local()
 
@@ -167,7 +168,8 @@ class SqliteStore:
     def get(self, kind: str, namespace: str, name: str) -> Manifest:
         with self._read() as db:
             row = db.execute(
-                "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name)
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
             ).fetchone()
         if row is None:
             raise _not_found(kind, namespace, name)
@@ -183,7 +185,8 @@ class SqliteStore:
                 ).fetchall()
             else:
                 rows = db.execute(
-                    "SELECT body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name", (kind, namespace)
+                    "SELECT body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name",
+                    (kind, namespace),
                 ).fetchall()
             revision = self._revision(db)
         items = [json.loads(r[0]) for r in rows]
@@ -212,7 +215,8 @@ class SqliteStore:
             )
         else:
             db.execute(
-                "INSERT OR REPLACE INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO objects (kind, namespace, name, revision, body) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (key.kind, key.namespace, key.name, revision, body),
             )
         db.execute(
@@ -236,7 +240,9 @@ class SqliteStore:
         current = self._current(db, key.kind, key.namespace, key.name)
         if current is None:
             raise _not_found(key.kind, key.namespace, key.name)
-        _check_version(current, (manifest.get("metadata") or {}).get("resourceVersion") if check_version else None)
+        _check_version(
+            current, (manifest.get("metadata") or {}).get("resourceVersion") if check_version else None
+        )
         stored = prepare_update(current, manifest, self._next_revision(db))
         self._record(db, "MODIFIED", stored, int(stored["metadata"]["resourceVersion"]))
         return stored
@@ -250,13 +256,13 @@ class SqliteStore:
         with self._write() as db:
             return self._update(db, manifest, check_version=True)
 
-    def apply(self, manifests: Iterable[Manifest]) -> list[ApplyResult]:
+    def apply(self, manifests: Iterable[Manifest]) -> ApplyResults:
         """Create or update every object in one transaction: all of them change, or none does.
 
         A resourceVersion in an applied manifest is ignored (as `oc apply` of an exported object does not
         fail on it); the transaction itself makes each replace atomic.
         """
-        results: list[ApplyResult] = []
+        results: ApplyResults = []
         with self._write() as db:
             for manifest in manifests:
                 key = key_of(manifest)
@@ -280,7 +286,12 @@ class SqliteStore:
             return current
 
     def update_status(
-        self, kind: str, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
     ) -> Manifest:
         with self._write() as db:
             current = self._current(db, kind, namespace, name)
@@ -305,7 +316,7 @@ class SqliteStore:
     def watch(self, kinds: Collection[str], from_revision: int) -> SqliteWatch:
         return SqliteWatch(self, tuple(kinds), from_revision)
 
-    def _events_since(self, kinds: tuple[str, ...], after: int, limit: int) -> list[WatchEvent]:
+    def _events_since(self, kinds: tuple[str, ...], after: int, limit: int) -> EventList:
         marks = ",".join("?" * len(kinds))
         with self._read() as db:
             compacted = int(db.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()[0])
@@ -354,7 +365,7 @@ class SqliteWatch:
         self._seen: tuple[int, int] | None = None
         self._closed = False
 
-    def next_batch(self, timeout: float) -> list[WatchEvent]:
+    def next_batch(self, timeout: float) -> EventList:
         deadline = time.monotonic() + timeout
         while not self._closed:
             marker = self._store._change_marker()
