@@ -1,0 +1,197 @@
+"""The immutable routing table the data plane reads (ARCHITECTURE.md: publish by replacing).
+
+Everything per-request work would otherwise repeat is done here once: lowercased host indexes, paths
+sorted most specific first, backend SSL contexts, cookie names and values, header blocks.
+A published table is never mutated; a connection takes `holder.current` once and keeps it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shiftroute.api.annotations import IPNetwork
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One endpoint address of one service port, as HAProxy would have one `server` line."""
+
+    id: str  # routes.md §5: pod:<pod>:<svc>:<port name>:<ip>:<port> or ept:<svc>:<port name>:<ip>:<port>
+    cookie_value: str  # md5 hex of id: deterministic, so replicas agree
+    address: str
+    port: int
+    service: str
+    weight: float  # the service's weight shared among its endpoints
+
+    @property
+    def label(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    concurrent_tcp: int | None = None
+    rate_tcp: int | None = None  # per 3 s
+    rate_http: int | None = None  # per 10 s
+
+    @property
+    def any(self) -> bool:
+        return bool(self.concurrent_tcp or self.rate_tcp or self.rate_http)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    server: float = 30.0  # backend inactivity (annotation `timeout`)
+    client: float = 30.0
+    tunnel: float = 3600.0  # annotation `timeout-tunnel`
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Backend:
+    """A compiled, admitted route: where its traffic goes and what the router does on the way."""
+
+    namespace: str
+    name: str
+    host: str  # lowercased, no trailing dot; for wildcard routes the route's own host
+    wildcard: bool
+    path: str  # "" matches everything
+    termination: str  # "", "edge", "reencrypt", "passthrough"
+    insecure_policy: str  # "None" | "Allow" | "Redirect"
+    servers: tuple[Server, ...]
+    balance: str
+    cookie_name: str | None  # None: cookies off (passthrough, or disabled)
+    cookie_suffix: bytes  # `; path=/; HttpOnly[; Secure; SameSite=X]`
+    servers_by_cookie: Mapping[str, Server]
+    backend_context: ssl.SSLContext | None  # reencrypt: verifies the endpoint
+    # reencrypt with the service CA: send SNI `<service>.<namespace>.svc` and verify that name
+    verify_service_hostname: bool
+    serving_context: ssl.SSLContext | None  # the route's own certificate, when it has one
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    hsts: bytes | None = None  # the Strict-Transport-Security value
+    forwarded_policy: str = "append"
+    rewrite_target: str | None = None
+    request_actions: tuple[tuple[bytes, bytes | None], ...] = ()  # (lowercase name, value or None=delete)
+    response_actions: tuple[tuple[bytes, bytes | None], ...] = ()
+    allowlist: tuple[IPNetwork, ...] | None = None
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    max_conn_per_server: int | None = None
+    health_interval: float | None = None  # active checks when there is more than one server
+    generation: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def backend_hostname(self, server: Server) -> str | None:
+        return f"{server.service}.{self.namespace}.svc" if self.verify_service_hostname else None
+
+    @property
+    def is_tls(self) -> bool:
+        return self.termination in ("edge", "reencrypt")
+
+    def matches_path(self, path: str) -> bool:
+        """routes.md §4: prefix match on `/` boundaries; `/foo` matches `/foo` and `/foo/x`, not `/foobar`."""
+        prefix = self.path
+        if not prefix or prefix == "/":
+            return True
+        if not path.startswith(prefix):
+            return False
+        return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
+
+
+def _path_order(backend: Backend) -> tuple[int, str]:
+    # Most specific (longest) prefix first; ties are impossible for admitted routes on one host.
+    return (-len(backend.path.rstrip("/")), backend.path)
+
+
+def parent_domain(host: str) -> str:
+    return host.split(".", 1)[1] if "." in host else ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    """Lookups for the listeners. Hosts are lowercase with no port and no trailing dot."""
+
+    http_exact: Mapping[str, tuple[Backend, ...]] = field(default_factory=dict)
+    http_wildcard: Mapping[str, tuple[Backend, ...]] = field(default_factory=dict)  # key: parent domain
+    passthrough_exact: Mapping[str, Backend] = field(default_factory=dict)
+    passthrough_wildcard: Mapping[str, Backend] = field(default_factory=dict)
+    certs_exact: Mapping[str, ssl.SSLContext] = field(default_factory=dict)
+    certs_wildcard: Mapping[str, ssl.SSLContext] = field(default_factory=dict)
+    backends: tuple[Backend, ...] = ()
+    revision: int = 0
+
+    @staticmethod
+    def build(backends: list[Backend], revision: int) -> RoutingTable:
+        http_exact: dict[str, list[Backend]] = {}
+        http_wildcard: dict[str, list[Backend]] = {}
+        pt_exact: dict[str, Backend] = {}
+        pt_wildcard: dict[str, Backend] = {}
+        certs_exact: dict[str, ssl.SSLContext] = {}
+        certs_wildcard: dict[str, ssl.SSLContext] = {}
+        for backend in backends:
+            key = parent_domain(backend.host) if backend.wildcard else backend.host
+            if backend.termination == "passthrough":
+                (pt_wildcard if backend.wildcard else pt_exact)[key] = backend
+                continue
+            (http_wildcard if backend.wildcard else http_exact).setdefault(key, []).append(backend)
+            if backend.serving_context is not None:
+                (certs_wildcard if backend.wildcard else certs_exact).setdefault(key, backend.serving_context)
+        return RoutingTable(
+            http_exact={h: tuple(sorted(bs, key=_path_order)) for h, bs in http_exact.items()},
+            http_wildcard={h: tuple(sorted(bs, key=_path_order)) for h, bs in http_wildcard.items()},
+            passthrough_exact=pt_exact,
+            passthrough_wildcard=pt_wildcard,
+            certs_exact=certs_exact,
+            certs_wildcard=certs_wildcard,
+            backends=tuple(backends),
+            revision=revision,
+        )
+
+    def match_passthrough(self, sni: str) -> Backend | None:
+        """routes.md §4 step 1: exact host, else a wildcard route for the parent domain."""
+        found = self.passthrough_exact.get(sni)
+        if found is None:
+            found = self.passthrough_wildcard.get(parent_domain(sni))
+        return found
+
+    def serving_context(self, sni: str) -> ssl.SSLContext | None:
+        """The route's own certificate by SNI (exact, then wildcard); None means the default one."""
+        found = self.certs_exact.get(sni)
+        if found is None:
+            found = self.certs_wildcard.get(parent_domain(sni))
+        return found
+
+    def match_http(self, host: str, path: str) -> Backend | None:
+        """routes.md §4 step 3: exact hosts before wildcard hosts; most specific path prefix wins."""
+        candidates = self.http_exact.get(host)
+        if candidates is not None:
+            for backend in candidates:
+                if backend.matches_path(path):
+                    return backend
+        candidates = self.http_wildcard.get(parent_domain(host))
+        if candidates is not None:
+            for backend in candidates:
+                if backend.matches_path(path):
+                    return backend
+        return None
+
+    def host_known(self, host: str) -> bool:
+        return host in self.http_exact or parent_domain(host) in self.http_wildcard
+
+
+class TableHolder:
+    """Publish by replacing: the writer swaps the reference, readers take `current` once."""
+
+    __slots__ = ("current", "published")
+
+    def __init__(self, table: RoutingTable | None = None) -> None:
+        self.current = table or RoutingTable()
+        self.published = table is not None
+
+    def publish(self, table: RoutingTable) -> None:
+        self.current = table
+        self.published = True
