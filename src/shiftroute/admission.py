@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from shiftroute.api import annotations as ann
 from shiftroute.api.objects import ObjectKey, Route
-from shiftroute.api.validation import dns1123_subdomain_problem
+from shiftroute.api.validation import dns1123_subdomain_problem, shown
 from shiftroute.pki.validate import validate_route_tls
 
 INVALID_HOST = "InvalidHost"
@@ -64,7 +64,10 @@ class _Claims:
     """Who holds what, filled oldest route first."""
 
     host_owner: dict[str, Route] = field(default_factory=dict)  # host -> oldest admitted route on it
-    subdomain_owner: dict[str, Route] = field(default_factory=dict)  # parent domain -> oldest route under it
+    # parent domain -> every admitted route under it, oldest first. All of them, not just the oldest: any
+    # older route of another namespace under a subdomain blocks a wildcard route for it (OpenShift's
+    # HostAdmitter checks its whole blockedWildcards list).
+    subdomain_routes: dict[str, list[Route]] = field(default_factory=dict)
     wildcard_owner: dict[str, Route] = field(default_factory=dict)  # parent domain -> oldest wildcard route
     admitted: dict[str, list[Route]] = field(default_factory=dict)  # claim key -> admitted routes
 
@@ -125,7 +128,7 @@ def _precheck(route: Route, host: str, options: RouterOptions) -> Verdict | None
     if not host:
         return _reject(route, host, NO_HOST_VALUE, "no host value was specified and the router has no domain")
     if problem := dns1123_subdomain_problem(host):
-        return _reject(route, host, INVALID_HOST, f"host {host!r}: {problem}")
+        return _reject(route, host, INVALID_HOST, f"host {shown(host)}: {problem}")
     if options.denied_domains and _in_domains(host, options.denied_domains):
         return _reject(route, host, ROUTE_NOT_ADMITTED, f"host {host} is in a denied domain")
     if options.allowed_domains and not _in_domains(host, options.allowed_domains):
@@ -201,7 +204,7 @@ def _claim(route: Route, host: str, claims: _Claims, options: RouterOptions) -> 
         claims.wildcard_owner.setdefault(parent, route)
     else:
         claims.host_owner.setdefault(host, route)
-    claims.subdomain_owner.setdefault(parent, route)
+    claims.subdomain_routes.setdefault(parent, []).append(route)
     return None
 
 
@@ -214,8 +217,7 @@ def _namespace_conflict(route: Route, host: str, parent: str, claims: _Claims) -
     """
     ns = route.meta.namespace
     if is_wildcard(route):
-        owner = claims.subdomain_owner.get(parent)
-        return owner if owner is not None and owner.meta.namespace != ns else None
+        return next((r for r in claims.subdomain_routes.get(parent, []) if r.meta.namespace != ns), None)
     for owner in (claims.host_owner.get(host), claims.wildcard_owner.get(parent)):
         if owner is not None and owner.meta.namespace != ns:
             return owner

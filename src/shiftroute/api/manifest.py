@@ -21,6 +21,7 @@ from shiftroute.api.objects import (
     SERVICE_NAME_LABEL,
     Manifest,
 )
+from shiftroute.api.validation import shown
 from shiftroute.errors import ManifestError
 
 SUPPORTED_KINDS = ("Route", "Service", "EndpointSlice", "Endpoints")
@@ -91,7 +92,7 @@ def normalize(doc: Document) -> list[Document]:
     where = f"{doc.where} ({describe(manifest)})"
     if kind not in SUPPORTED_KINDS:
         raise ManifestError(
-            f"{where}: kind {kind!r} is not supported; shiftroute reads {', '.join(SUPPORTED_KINDS)}"
+            f"{where}: kind {shown(kind)} is not supported; shiftroute reads {', '.join(SUPPORTED_KINDS)}"
         )
     if kind == "Endpoints":
         return [Document(where, m) for m in endpoints_to_slices(manifest)]
@@ -99,7 +100,7 @@ def normalize(doc: Document) -> list[Document]:
     api_version = manifest.get("apiVersion")
     if api_version != expected:
         raise ManifestError(
-            f"{where}: apiVersion: expected {expected!r} for kind {kind}, got {api_version!r}"
+            f"{where}: apiVersion: expected {expected!r} for kind {kind}, got {shown(api_version)}"
         )
     return [Document(where, manifest)]
 

@@ -28,6 +28,15 @@ MAX_HEADER_ACTIONS = 20
 MAX_WEIGHT = 256
 
 
+def shown(value: object) -> str:
+    """A user's value as a message quotes it: only when short and on one line, else just its length, so a
+    certificate or key pasted into the wrong field is never echoed back (hardening.md rule 24)."""
+    text = str(value)
+    if len(text) <= 253 and text.isprintable():
+        return repr(value)
+    return f"<{len(text)} characters, not shown>"
+
+
 def dns1123_subdomain_problem(host: str) -> str | None:
     """Why `host` is not a DNS-1123 subdomain (labels <= 63, total <= 253), or None when it is."""
     if not host:
@@ -36,10 +45,10 @@ def dns1123_subdomain_problem(host: str) -> str | None:
         return f"must be at most 253 characters (has {len(host)})"
     for label in host.split("."):
         if len(label) > 63:
-            return f"label {label[:20]}... is longer than 63 characters"
+            return f"label {shown(label)} is longer than 63 characters"
         if not _DNS1123_LABEL.match(label):
             return (
-                f"label {label!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
+                f"label {shown(label)} is not a DNS-1123 label (lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit)"
             )
     return None
@@ -50,7 +59,7 @@ def validate(manifest: Manifest) -> list[FieldError]:
     errors = _validate_metadata(manifest, namespaced=True)
     check = _VALIDATORS.get(str(kind))
     if check is None:
-        errors.append(FieldError("kind", f"unsupported kind {kind!r}"))
+        errors.append(FieldError("kind", f"unsupported kind {shown(kind)}"))
     else:
         check(manifest, errors)
     return errors
@@ -95,14 +104,14 @@ def _validate_target(path: str, target: Any, errors: list[FieldError]) -> None:
         return
     kind = target.get("kind", "Service")
     if kind not in ("Service", "", None):
-        errors.append(FieldError(f"{path}.kind", f"must be Service, got {kind!r}"))
+        errors.append(FieldError(f"{path}.kind", f"must be Service, got {shown(kind)}"))
     name = target.get("name")
     if not isinstance(name, str) or not name:
         errors.append(FieldError(f"{path}.name", "required"))
     weight = target.get("weight")
     if weight is not None and (not _is_int(weight) or not 0 <= weight <= MAX_WEIGHT):
         errors.append(
-            FieldError(f"{path}.weight", f"must be an integer from 0 to {MAX_WEIGHT}, got {weight!r}")
+            FieldError(f"{path}.weight", f"must be an integer from 0 to {MAX_WEIGHT}, got {shown(weight)}")
         )
 
 
@@ -249,7 +258,7 @@ def _validate_header_action(path: str, item: Any, errors: list[FieldError]) -> N
 
 def _validate_port_number(path: str, value: Any, errors: list[FieldError]) -> None:
     if not _is_int(value) or not 1 <= value <= 65535:
-        errors.append(FieldError(path, f"must be a port number from 1 to 65535, got {value!r}"))
+        errors.append(FieldError(path, f"must be a port number from 1 to 65535, got {shown(value)}"))
 
 
 def _validate_service(manifest: Manifest, errors: list[FieldError]) -> None:
@@ -275,7 +284,7 @@ def _validate_service(manifest: Manifest, errors: list[FieldError]) -> None:
             errors.append(FieldError(f"{path}.name", "required when a service has more than one port"))
         if isinstance(name, str) and name:
             if name in names:
-                errors.append(FieldError(f"{path}.name", f"duplicate port name {name!r}"))
+                errors.append(FieldError(f"{path}.name", f"duplicate port name {shown(name)}"))
             names.add(name)
         target = port.get("targetPort")
         if _is_int(target):

@@ -11,6 +11,7 @@ from shiftroute.cli.common import Context, store_options
 from shiftroute.cli.pki import pki
 from shiftroute.cli.resources import annotate, apply, create, delete, expose
 from shiftroute.cli.show import describe, get
+from shiftroute.cli.store_cmd import store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -31,7 +32,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (create, expose, apply, get, describe, delete, annotate, pki):
+for command in (create, expose, apply, get, describe, delete, annotate, pki, store):
     cli.add_command(command)
 
 

@@ -15,7 +15,7 @@ from shiftroute.api.build import (
     route_manifest,
     service_manifest,
 )
-from shiftroute.api.manifest import Document, describe, load_text
+from shiftroute.api.manifest import Document, load_text
 from shiftroute.api.objects import KIND_ENDPOINTSLICE, KIND_ROUTE, KIND_SERVICE, SERVICE_NAME_LABEL, Service
 from shiftroute.api.validation import INSECURE_POLICIES, validate
 from shiftroute.cli.common import (
@@ -332,8 +332,8 @@ def apply(ctx: Context, filenames: tuple[str, ...]) -> None:
             problems.append(
                 f"{doc.where}: metadata.namespace {meta['namespace']!r} does not match -n {ctx.namespace!r}"
             )
-        for error in validate(manifest):
-            problems.append(f"{doc.where} ({describe(manifest)}): {error}")
+        # doc.where already names the document and its object, e.g. `f.yaml: document 3 (Route web)`.
+        problems.extend(f"{doc.where}: {error}" for error in validate(manifest))
         manifests.append(manifest)
     if problems:
         raise ManifestError(

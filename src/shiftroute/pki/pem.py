@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
@@ -69,9 +69,42 @@ def is_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except ValueError:
+        # cryptography refuses to verify SHA-1 and MD5 signatures ("Unsupported signature algorithm");
+        # check them with the issuer's key directly, so such a certificate is refused as weak (or
+        # exempted as self-signed) instead of being reported as not signed at all.
+        return _verify_weak_signature(cert, issuer)
+    except (TypeError, InvalidSignature):
         return False
     return True
+
+
+def _verify_weak_signature(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        algorithm = cert.signature_hash_algorithm
+        key = issuer.public_key()
+        if algorithm is None:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            return False
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def signature_hash_name(cert: x509.Certificate) -> str:
+    """`sha256`, `sha1`, `md5`...; `md2` or `unknown` where cryptography has no hash object for it (MD2),
+    so an odd certificate is refused with a reason instead of crashing admission."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        oid_name = getattr(cert.signature_algorithm_oid, "_name", "") or ""
+        return "md2" if "md2" in oid_name.lower() else "unknown"
+    return algorithm.name if algorithm is not None else "none"
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
@@ -154,7 +187,6 @@ def summarize(cert: x509.Certificate) -> CertSummary:
     except x509.ExtensionNotFound:
         basic = False
     sans = tuple([f"DNS:{n}" for n in dns_names(cert)] + [f"IP:{n}" for n in ip_sans(cert)])
-    algorithm = cert.signature_hash_algorithm
     return CertSummary(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
@@ -163,7 +195,7 @@ def summarize(cert: x509.Certificate) -> CertSummary:
         not_after=cert.not_valid_after_utc,
         serial=format(cert.serial_number, "x"),
         key_type=key_type_of(cert.public_key()),
-        signature_hash=algorithm.name if algorithm is not None else "none",
+        signature_hash=signature_hash_name(cert),
         fingerprint=fingerprint_sha256(cert),
         is_ca=bool(basic),
         version=cert.version.value + 1,

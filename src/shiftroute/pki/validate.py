@@ -21,6 +21,7 @@ from shiftroute.pki.pem import (
     load_private_key,
     public_bytes_of_cert,
     public_bytes_of_key,
+    signature_hash_name,
 )
 
 _WEAK_HASHES = {"sha1", "md5", "md2"}
@@ -99,8 +100,7 @@ def _check_signatures(certs: list[x509.Certificate]) -> list[FieldError]:
     exempt because their signature is never checked by a client."""
     errors = []
     for cert in certs:
-        algorithm = cert.signature_hash_algorithm
-        name = algorithm.name if algorithm is not None else ""
+        name = signature_hash_name(cert)
         if name in _WEAK_HASHES and not is_self_signed(cert):
             subject = cert.subject.rfc4514_string() or "(empty subject)"
             errors.append(

@@ -27,14 +27,28 @@ def resolve_store_url(url: str | None) -> str:
     return url or os.environ.get(STORE_ENV) or str(default_store_path())
 
 
-def open_store(url: str | None = None) -> Store:
-    """`sqlite:///abs/path`, `sqlite://rel/path`, or a plain file path; default: the XDG state file."""
+def open_store(
+    url: str | None = None,
+    *,
+    etcd_cacert: str | None = None,
+    etcd_cert: str | None = None,
+    etcd_key: str | None = None,
+) -> Store:
+    """`sqlite:///abs/path`, `sqlite://rel/path`, or a plain file path; default: the XDG state file.
+    `etcd://host:port[,host:port...][/prefix/]` or `etcds://...` (TLS files from SHIFTROUTE_ETCD_CACERT,
+    SHIFTROUTE_ETCD_CERT, SHIFTROUTE_ETCD_KEY unless given here) opens the etcd store; it connects on
+    first use, so a router can start while etcd is down."""
     target = resolve_store_url(url)
     if "://" in target:
         scheme, _, rest = target.partition("://")
+        if scheme in ("etcd", "etcds"):
+            from shiftroute.store.etcd import EtcdStore
+
+            return EtcdStore(target, etcd_cacert=etcd_cacert, etcd_cert=etcd_cert, etcd_key=etcd_key)
         if scheme != "sqlite":
             raise UsageError(
-                f"--store {target}: unknown store scheme {scheme!r} (use a file path or sqlite:///path)"
+                f"--store {target}: unknown store scheme {scheme!r} "
+                "(use a file path, sqlite:///path, etcd://host:port or etcds://host:port)"
             )
         target = rest
     if not target:

@@ -1,0 +1,130 @@
+"""Choosing an endpoint: the algorithms of routes.md §5, per-endpoint connection counts, and passive and
+active health (hardening.md rule 20).
+
+Endpoint state (active connections, failures, down-until) lives in a registry keyed by endpoint ID, so it
+survives routing-table swaps; round-robin positions live with the backend they belong to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass
+
+from shiftroute.routing.table import Backend, Server
+
+# Passive health: this many connect failures in a row mark an endpoint down for DOWN_FOR seconds.
+FAILURES_TO_MARK_DOWN = 3
+DOWN_FOR = 10.0
+
+
+@dataclass(slots=True)
+class ServerState:
+    active: int = 0
+    consecutive_failures: int = 0
+    down_until: float = 0.0
+    checked_down: bool = False  # active health checks say down
+
+    def usable(self, now: float) -> bool:
+        return not self.checked_down and self.down_until <= now
+
+
+class Registry:
+    """Per-process endpoint state and round-robin positions."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, ServerState] = {}
+        self._rr: dict[tuple[str, str, int], dict[str, float]] = {}
+
+    def state(self, server: Server) -> ServerState:
+        state = self.servers.get(server.id)
+        if state is None:
+            state = self.servers[server.id] = ServerState()
+        return state
+
+    def connect_failed(self, server: Server) -> None:
+        state = self.state(server)
+        state.consecutive_failures += 1
+        if state.consecutive_failures >= FAILURES_TO_MARK_DOWN:
+            state.down_until = time.monotonic() + DOWN_FOR
+
+    def connect_succeeded(self, server: Server) -> None:
+        state = self.state(server)
+        state.consecutive_failures = 0
+        state.down_until = 0.0
+
+    def candidates(self, backend: Backend, exclude: frozenset[str] = frozenset()) -> list[Server]:
+        """Servers that may take new traffic: weight > 0, healthy, under their connection cap. When every
+        weighted server is marked down, try them anyway (a guess beats a certain 503)."""
+        now = time.monotonic()
+        cap = backend.max_conn_per_server
+        weighted = [s for s in backend.servers if s.weight > 0 and s.id not in exclude]
+        healthy = [s for s in weighted if self.state(s).usable(now)]
+        pool = healthy or weighted
+        if cap is not None:
+            pool = [s for s in pool if self.state(s).active < cap]
+        return pool
+
+    def choose(
+        self, backend: Backend, client_ip: str, exclude: frozenset[str] = frozenset()
+    ) -> Server | None:
+        pool = self.candidates(backend, exclude)
+        if not pool:
+            return None
+        if len(pool) == 1:
+            return pool[0]
+        algorithm = backend.balance
+        if algorithm == "source":
+            return _rendezvous(pool, client_ip)
+        if algorithm == "leastconn":
+            return min(pool, key=lambda s: (self.state(s).active / s.weight, s.id))
+        if algorithm == "random":
+            return random.choices(pool, weights=[s.weight for s in pool])[0]
+        return self._round_robin(backend, pool)
+
+    def _round_robin(self, backend: Backend, pool: list[Server]) -> Server:
+        """Smooth weighted round-robin (as nginx does it): evenly interleaved, exact over a cycle."""
+        key = (backend.namespace, backend.name, backend.generation)
+        current = self._rr.setdefault(key, {})
+        total = 0.0
+        best: Server | None = None
+        best_value = 0.0
+        for server in pool:
+            value = current.get(server.id, 0.0) + server.weight
+            current[server.id] = value
+            total += server.weight
+            if best is None or value > best_value:
+                best, best_value = server, value
+        assert best is not None
+        current[best.id] = best_value - total
+        return best
+
+    def pinned(self, backend: Backend, cookie_value: str) -> Server | None:
+        """The server a sticky cookie names, if it still exists and is up. Weight 0 servers still take
+        their sticky clients (no *new* traffic), as HAProxy does."""
+        server = backend.servers_by_cookie.get(cookie_value)
+        if server is None:
+            return None
+        state = self.state(server)
+        if not state.usable(time.monotonic()):
+            return None
+        if backend.max_conn_per_server is not None and state.active >= backend.max_conn_per_server:
+            return None
+        return server
+
+
+def _rendezvous(pool: list[Server], client_ip: str) -> Server:
+    """Source balancing: weighted rendezvous hashing of the client address. Deterministic across
+    replicas and restarts; removing one endpoint moves only its own clients."""
+    best: Server | None = None
+    best_score = -1.0
+    for server in pool:
+        digest = hashlib.blake2b(f"{client_ip}|{server.id}".encode(), digest_size=8).digest()
+        unit = (int.from_bytes(digest, "big") + 1) / 2**64
+        score = -server.weight / math.log(unit)
+        if score > best_score:
+            best, best_score = server, score
+    assert best is not None
+    return best

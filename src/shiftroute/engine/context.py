@@ -1,0 +1,119 @@
+"""What every connection of one router process shares: the table holder, endpoint state, the upstream
+pool, limits, counters and the access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from shiftroute.engine.balance import Registry
+from shiftroute.engine.upstream import Pool
+from shiftroute.routing.table import Backend, TableHolder
+
+access_log = logging.getLogger("shiftroute.access")
+decision_log = logging.getLogger("shiftroute.routing")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """hardening.md rules 13-15 and routes.md §7; all configurable."""
+
+    head_timeout: float = 10.0
+    keepalive_timeout: float = 300.0
+    client_timeout: float = 30.0
+    hello_timeout: float = 5.0
+    max_head_bytes: int = 24 * 1024
+    max_connections: int = 50_000
+    client_fin_timeout: float = 1.0
+    max_connect_attempts: int = 3
+
+
+@dataclass(slots=True)
+class Counters:
+    """Prometheus counters for /metrics; plain ints, this process only."""
+
+    requests: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    connections_total: int = 0
+    connections_current: int = 0
+    connections_refused: int = 0
+    backend_failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class RateTracker:
+    """Per-route, per-source-IP counters for the rate-limit-connections annotations (routes.md §6)."""
+
+    def __init__(self) -> None:
+        self.concurrent: dict[tuple[str, str], int] = defaultdict(int)
+        self._events: dict[tuple[str, str, str], deque[float]] = {}
+
+    def _hits(self, route: str, ip: str, kind: str, window: float) -> deque[float]:
+        key = (route, ip, kind)
+        events = self._events.get(key)
+        if events is None:
+            events = self._events[key] = deque()
+        now = time.monotonic()
+        while events and events[0] <= now - window:
+            events.popleft()
+        return events
+
+    def allow(self, route: str, ip: str, kind: str, limit: int, window: float) -> bool:
+        events = self._hits(route, ip, kind, window)
+        if len(events) >= limit:
+            return False
+        events.append(time.monotonic())
+        return True
+
+    def prune(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self._events.items() if not v or v[-1] < now - 60]:
+            del self._events[key]
+
+
+class RouterContext:
+    def __init__(self, holder: TableHolder, limits: Limits, access_log_enabled: bool = True) -> None:
+        self.holder = holder
+        self.limits = limits
+        self.registry = Registry()
+        self.pool = Pool()
+        self.counters = Counters()
+        self.rates = RateTracker()
+        self.access_log_enabled = access_log_enabled
+        self.connections: set[Any] = set()  # live client connections, for draining
+        self.draining = False
+
+    def log_request(
+        self,
+        backend: Backend | None,
+        endpoint: str,
+        method: bytes,
+        path: bytes,
+        status: int,
+        sent: int,
+        started: float,
+        client: str,
+    ) -> None:
+        label = backend.label if backend is not None else "-"
+        self.counters.requests[(label, status)] += 1
+        if self.access_log_enabled:
+            access_log.info(
+                "%s %s %s %s %d %d %.1fms client=%s",
+                label,
+                endpoint or "-",
+                method.decode("latin-1"),
+                path.decode("latin-1", "replace")[:200],
+                status,
+                sent,
+                (time.monotonic() - started) * 1000,
+                client,
+            )
+
+    def log_failure(self, backend: Backend, endpoint: str, reason: str) -> None:
+        """One line per failed routing decision: what an operator needs to fix a 503."""
+        self.counters.backend_failures[backend.label] += 1
+        kind = backend.termination or "http"
+        decision_log.warning("%s %s endpoint %s: %s", kind, backend.label, endpoint, reason)

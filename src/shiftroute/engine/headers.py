@@ -1,0 +1,185 @@
+"""Building the heads the router forwards (hardening.md rule 10: re-serialised, never raw client bytes):
+X-Forwarded-*/Forwarded per policy (rule 18), sticky cookies (routes.md §5), HSTS, route header actions,
+path rewriting. Pure functions of a request and its backend."""
+
+from __future__ import annotations
+
+from shiftroute.protocol.http1 import (
+    CHUNKED,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    RequestHead,
+    ResponseHead,
+    serialize_head,
+)
+from shiftroute.routing.table import Backend, Server
+
+_FORWARDED_NAMES = (
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-proto",
+    b"forwarded",
+)
+
+
+def rewrite_path(backend: Backend, path: bytes) -> bytes:
+    """routes.md §6 rewrite-target: target `/` turns `<route path>/x` into `/x`; other targets replace the
+    route's path prefix."""
+    target = backend.rewrite_target
+    if target is None:
+        return path
+    prefix = backend.path.rstrip("/").encode()
+    rest = path[len(prefix) :] if path.startswith(prefix) else path
+    new_prefix = target.rstrip("/").encode()
+    result = new_prefix + rest
+    if not result.startswith(b"/"):
+        result = b"/" + result
+    return result
+
+
+def client_cookie(head: RequestHead, name: bytes) -> bytes | None:
+    """The value of the router's sticky cookie in the request, if the client sent it."""
+    prefix = name + b"="
+    for header, value in head.headers:
+        if len(header) == 6 and header.lower() == b"cookie" and prefix in value:
+            for part in value.split(b";"):
+                part = part.strip()
+                if part.startswith(prefix):
+                    return part[len(prefix) :]
+    return None
+
+
+def _strip_cookie(value: bytes, name: bytes) -> bytes:
+    prefix = name + b"="
+    return b"; ".join(p.strip() for p in value.split(b";") if p.strip() and not p.strip().startswith(prefix))
+
+
+def _forwarded_for(ip: str) -> bytes:
+    # RFC 7239 §6: IPv6 addresses are quoted and bracketed.
+    return b'"[%b]"' % ip.encode() if ":" in ip else ip.encode()
+
+
+def upstream_head(
+    head: RequestHead,
+    backend: Backend,
+    server: Server,
+    client_ip: str,
+    local_port: int,
+    secure: bool,
+) -> bytes:
+    """The request head sent to the endpoint."""
+    policy = backend.forwarded_policy
+    cookie = backend.cookie_name.encode() if backend.cookie_name else None
+    headers: list[tuple[bytes, bytes]] = []
+    has_forwarded = False
+    for name, value in head.headers:
+        lower = name.lower()
+        if lower in _FORWARDED_NAMES:
+            has_forwarded = True
+            if policy == "replace":
+                continue
+            if policy == "append" and lower not in {b"x-forwarded-for", b"forwarded"}:
+                continue  # append keeps the client's chain but sets Host/Port/Proto itself
+        elif lower == b"cookie" and cookie is not None and cookie + b"=" in value:
+            # routes.md §5: the router's cookie never reaches the backend.
+            value = _strip_cookie(value, cookie)
+            if not value:
+                continue
+        elif lower == b"expect":
+            continue  # the router answers 100-continue itself
+        headers.append((name, value))
+    if policy in {"append", "replace"} or (policy == "if-none" and not has_forwarded):
+        proto = b"https" if secure else b"http"
+        host = head.host_header
+        headers.append((b"X-Forwarded-Host", host))
+        headers.append((b"X-Forwarded-Port", str(local_port).encode()))
+        headers.append((b"X-Forwarded-Proto", proto))
+        headers.append((b"Forwarded", b"for=%b;host=%b;proto=%b" % (_forwarded_for(client_ip), host, proto)))
+        headers.append((b"X-Forwarded-For", client_ip.encode()))
+    _apply_actions(headers, backend.request_actions)
+    if head.body == CHUNKED:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    elif head.body == LENGTH:
+        headers.append((b"Content-Length", str(head.content_length).encode()))
+    elif head.method in (b"POST", b"PUT", b"PATCH"):
+        headers.append((b"Content-Length", b"0"))
+    if head.websocket_key is not None:
+        headers.append((b"Connection", b"Upgrade"))
+        headers.append((b"Upgrade", head.upgrade))
+    path = rewrite_path(backend, head.path) + head.query
+    return serialize_head(b"%b %b HTTP/1.1" % (head.method, path), headers)
+
+
+def _apply_actions(
+    headers: list[tuple[bytes, bytes]], actions: tuple[tuple[bytes, bytes | None], ...]
+) -> None:
+    """spec.httpHeaders actions: Set replaces every header of that name, Delete removes them."""
+    for lower, value in actions:
+        headers[:] = [(n, v) for n, v in headers if n.lower() != lower]
+        if value is not None:
+            headers.append((lower, value))
+
+
+def client_framing(response: ResponseHead, request: RequestHead) -> int:
+    """How the body goes to the client: a read-until-close backend body is chunked for HTTP/1.1 clients,
+    so the client connection can stay open."""
+    if response.body == UNTIL_CLOSE:
+        return CHUNKED if request.version == b"1.1" else UNTIL_CLOSE
+    return response.body
+
+
+def client_head(
+    response: ResponseHead,
+    request: RequestHead,
+    backend: Backend,
+    framing: int,
+    set_cookie: Server | None,
+    secure: bool,
+    keep_alive: bool,
+) -> bytes:
+    headers = list(response.headers)
+    if framing == LENGTH:
+        headers.append((b"Content-Length", str(response.content_length).encode()))
+    elif framing == CHUNKED:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    if set_cookie is not None and backend.cookie_name:
+        headers.append(
+            (
+                b"Set-Cookie",
+                b"%b=%b%b"
+                % (backend.cookie_name.encode(), set_cookie.cookie_value.encode(), backend.cookie_suffix),
+            )
+        )
+        # HAProxy's `cookie ... nocache`: a response that sets a routing cookie must not be cached.
+        headers.append((b"Cache-control", b"private"))
+    if backend.hsts is not None and secure:
+        headers = [(n, v) for n, v in headers if n.lower() != b"strict-transport-security"]
+        headers.append((b"Strict-Transport-Security", backend.hsts))
+    _apply_actions(headers, backend.response_actions)
+    if not keep_alive:
+        headers.append((b"Connection", b"close"))
+    elif request.version == b"1.0":
+        headers.append((b"Connection", b"keep-alive"))
+    reason = response.reason or b"-"
+    return serialize_head(b"HTTP/1.1 %d %b" % (response.status, reason), headers)
+
+
+def switching_head(response: ResponseHead) -> bytes:
+    """The 101 for a WebSocket tunnel, re-serialised (rule 10)."""
+    headers = list(response.headers)
+    headers.append((b"Connection", b"Upgrade"))
+    headers.append((b"Upgrade", response.upgrade))
+    return serialize_head(b"HTTP/1.1 101 %b" % (response.reason or b"Switching Protocols"), headers)
+
+
+__all__ = [
+    "NO_BODY",
+    "client_cookie",
+    "client_framing",
+    "client_head",
+    "rewrite_path",
+    "switching_head",
+    "upstream_head",
+]

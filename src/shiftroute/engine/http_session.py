@@ -1,0 +1,842 @@
+"""One client connection speaking HTTP/1.1 through the router: parse (httptools), route, forward to an
+endpoint, stream the answer back; keep-alive and pipelining on both sides; WebSocket tunnels.
+
+Requests are handled strictly in order (pipelined requests wait their turn; the client is not read while
+a queue exists), so responses go out in order. Bodies are streamed, never buffered whole: a side that
+cannot write pauses the side that reads (hardening.md rule 16).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import time
+from collections import deque
+from typing import Protocol
+
+import httptools
+
+from shiftroute.engine import headers as hdr
+from shiftroute.engine.context import RouterContext
+from shiftroute.engine.upstream import ConnectError, UpstreamConnection
+from shiftroute.protocol import responses
+from shiftroute.protocol.http1 import (
+    CHUNKED,
+    LAST_CHUNK,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    HttpError,
+    RequestHead,
+    ResponseHead,
+    chunk,
+    parse_request_head,
+    parse_response_head,
+)
+from shiftroute.routing.table import Backend, RoutingTable, Server
+
+MAX_BUFFERED_BODY = 64 * 1024
+MAX_TRAILER_BYTES = 8 * 1024
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+
+
+class Downstream(Protocol):
+    """The client side as the session sees it (a plain TCP or a TLS connection)."""
+
+    peer_ip: str
+    local_port: int
+    secure: bool
+    sni: str | None
+    writing_paused: bool
+
+    def send(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "backend",
+        "body_buffer",
+        "body_buffered",
+        "body_done",
+        "client_leftover",
+        "close_after",
+        "connecting",
+        "counted",
+        "done",
+        "framing",
+        "head",
+        "request_sent",
+        "resp_head",
+        "resp_headers",
+        "resp_parser",
+        "resp_reason",
+        "resp_started",
+        "reused",
+        "sent",
+        "server",
+        "set_cookie",
+        "started",
+        "status",
+        "table",
+        "tried",
+        "upstream",
+        "upstream_extra",
+    )
+
+    def __init__(self, head: RequestHead, table: RoutingTable) -> None:
+        self.head = head
+        self.table = table
+        self.started = time.monotonic()
+        self.backend: Backend | None = None
+        self.server: Server | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.connecting = False
+        self.tried: frozenset[str] = frozenset()
+        self.body_buffer: list[bytes] = []
+        self.body_buffered = 0
+        self.body_done = head.body == NO_BODY
+        self.request_sent = False
+        self.resp_parser: httptools.HttpResponseParser | None = None
+        self.resp_headers: list[tuple[bytes, bytes]] = []
+        self.resp_reason = b""
+        self.resp_head: ResponseHead | None = None
+        self.resp_started = False  # bytes of the response went to the client
+        self.framing = NO_BODY
+        self.set_cookie: Server | None = None
+        self.sent = 0
+        self.status = 0
+        self.close_after = not head.keep_alive
+        self.upstream_extra = False  # the upstream connection cannot be reused
+        self.client_leftover = b""  # bytes after a WebSocket upgrade request
+        self.counted = False  # counted in its server's active connections
+        self.reused = False  # the upstream connection came from the pool
+        self.done = False  # answered (by the backend or the router); later parser callbacks are ignored
+
+
+class _ResponseCallbacks:
+    """httptools response-parser callbacks, forwarded to the session for the exchange they belong to."""
+
+    __slots__ = ("ex", "session")
+
+    def __init__(self, session: HttpSession, ex: Exchange) -> None:
+        self.session = session
+        self.ex = ex
+
+    def on_message_begin(self) -> None:
+        self.ex.resp_headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.ex.resp_reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.ex.resp_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.session._response_head(self.ex)
+
+    def on_body(self, data: bytes) -> None:
+        self.session._response_body(self.ex, data)
+
+    def on_message_complete(self) -> None:
+        self.session._response_complete(self.ex)
+
+
+class HttpSession:
+    def __init__(self, ctx: RouterContext, down: Downstream) -> None:
+        self.ctx = ctx
+        self.down = down
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Exchange] = deque()
+        self.parsing: Exchange | None = None
+        self.closed = False
+        self.tunnel: Exchange | None = None
+        self.peer_closed = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._trailer_bytes = 0
+        self._error: HttpError | None = None
+        self._counted_routes: set[str] = set()
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase = "head"
+        self._arm(ctx.limits.head_timeout, "head")
+
+    # -- timers (one lazy timer per connection; activity only moves the deadline) ----------------------
+
+    def _arm(self, seconds: float, phase: str) -> None:
+        self._phase = phase
+        self._deadline = self.loop.time() + seconds
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+
+    def _touch(self, seconds: float) -> None:
+        self._deadline = self.loop.time() + seconds
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        phase = self._phase
+        if phase == "idle":
+            self.close()
+        elif phase == "head":
+            self._reject(408, "request head not received in time")
+        elif phase == "tunnel":
+            self.close()
+        else:
+            ex = self.queue[0] if self.queue else None
+            if ex is not None and ex.backend is not None and not ex.resp_started:
+                self.ctx.log_failure(ex.backend, ex.server.label if ex.server else "-", "backend timed out")
+                self._local(ex, responses.error_cached(504), 504, close=True)
+            else:
+                self.close()
+
+    # -- client bytes in -----------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.tunnel is not None:
+            self._touch(self.tunnel.backend.timeouts.tunnel if self.tunnel.backend else 3600.0)
+            upstream = self.tunnel.upstream
+            if upstream is not None:
+                upstream.send(data)
+                if upstream.paused:
+                    self.down.pause_reading()
+            return
+        if self._phase == "idle":
+            self._arm(self.ctx.limits.head_timeout, "head")
+        if self._in_head or self._phase == "head":
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgraded(data[exc.args[0] :])
+        except httptools.HttpParserCallbackError:
+            error = self._error or HttpError(400, "bad request")
+            self._reject(error.status, error.reason)
+            return
+        except httptools.HttpParserError as exc:
+            self._reject(400, str(exc))
+            return
+        if self.closed:
+            return
+        if (self._in_head or self._phase == "head") and self._head_bytes > self.ctx.limits.max_head_bytes:
+            self._reject(431 if self._headers else 414, "request head too large")
+            return
+        self._pump()
+
+    def peer_eof(self) -> None:
+        """The client half-closed: answer what is in flight, then close."""
+        self.peer_closed = True
+        if not self.queue and self.tunnel is None:
+            self.close()
+
+    # -- request parser callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._in_head = True
+        self._trailer_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.ctx.limits.max_head_bytes:
+            self._error = HttpError(414, "request line too long")
+            raise self._error
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # Trailer fields: bounded and dropped (hardening.md rule 8).
+            self._trailer_bytes += len(name) + len(value)
+            if self._trailer_bytes > MAX_TRAILER_BYTES:
+                self._error = HttpError(400, "trailer section too large")
+                raise self._error
+            return
+        self._headers.append((name, value))
+        if len(self._headers) > 100:
+            self._error = HttpError(431, "too many header fields")
+            raise self._error
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        version = self.parser.get_http_version()
+        method = self.parser.get_method()
+        try:
+            head = parse_request_head(method, self._url, version, self._headers)
+        except HttpError as exc:
+            self._error = exc
+            raise
+        ex = Exchange(head, self.ctx.holder.current)
+        self.parsing = ex
+        self.queue.append(ex)
+        if len(self.queue) > 1:
+            # Pipelined: hold the client until the earlier responses are out.
+            self.down.pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        if ex.request_sent and ex.upstream is not None and not ex.upstream.closed:
+            ex.upstream.send(chunk(data) if ex.head.body == CHUNKED else data)
+            if ex.backend is not None:
+                self._touch(ex.backend.timeouts.server)
+            if ex.upstream.paused:
+                self.down.pause_reading()
+        else:
+            ex.body_buffer.append(data)
+            ex.body_buffered += len(data)
+            if ex.body_buffered > MAX_BUFFERED_BODY:
+                self.down.pause_reading()
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        self.parsing = None
+        ex.body_done = True
+        if ex.request_sent and ex.upstream is not None and ex.head.body == CHUNKED:
+            ex.upstream.send(LAST_CHUNK)
+
+    def _upgraded(self, rest: bytes) -> None:
+        """llhttp stops at an Upgrade (or CONNECT) request; `rest` is what followed the head."""
+        ex = self.parsing
+        if ex is None or ex.head.websocket_key is None:
+            if ex is not None and ex.head.body == NO_BODY:
+                # Not a WebSocket: serve it as a plain request, parse what follows with a fresh parser.
+                self.parser = httptools.HttpRequestParser(self)
+                self.on_message_complete()
+                if rest:
+                    self._pump()
+                    self.feed(rest)
+                return
+            self._reject(400, "unsupported upgrade")
+            return
+        ex.client_leftover = rest
+        self.parsing = None
+        ex.body_done = True
+        self.down.pause_reading()  # until the backend answers 101
+
+    # -- routing -------------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Start the first queued exchange if it has not started."""
+        if self.closed or not self.queue:
+            return
+        ex = self.queue[0]
+        if ex.backend is not None or ex.status:
+            return
+        self._arm(self.ctx.limits.client_timeout, "exchange")
+        self._route(ex)
+
+    def _route(self, ex: Exchange) -> None:
+        head = ex.head
+        table = ex.table
+        down = self.down
+        backend = table.match_http(head.host, head.path.decode("latin-1"))
+        if down.secure:
+            if down.sni and down.sni != head.host:
+                # hardening.md rule 4: SNI chose one route (and its certificate), Host asks for another.
+                by_sni = table.match_http(down.sni, head.path.decode("latin-1"))
+                if by_sni is not backend:
+                    self._local(ex, responses.error_cached(421), 421, close=True)
+                    return
+            if backend is not None and not backend.is_tls:
+                backend = None  # plain-HTTP routes are served on the HTTP listener only
+        elif backend is None:
+            passthrough = table.match_passthrough(head.host)
+            if passthrough is not None and passthrough.insecure_policy == "Redirect":
+                self._redirect(ex)
+                return
+        elif backend.is_tls:
+            if backend.insecure_policy == "Redirect":
+                self._redirect(ex)
+                return
+            if backend.insecure_policy != "Allow":
+                backend = None
+        if backend is None:
+            self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
+            return
+        ex.backend = backend
+        if not self._admit_client(backend):
+            self.abort()
+            return
+        self._touch(backend.timeouts.server)
+        self._pick_server(ex)
+
+    def _admit_client(self, backend: Backend) -> bool:
+        """Allowlist and rate limits by TCP peer address (hardening.md rule 18); refusal closes."""
+        ip = self.down.peer_ip
+        if backend.allowlist is not None:
+            address = ipaddress.ip_address(ip)
+            if not any(address in net for net in backend.allowlist):
+                self.ctx.counters.connections_refused += 1
+                return False
+        limits = backend.rate_limits
+        if not limits.any:
+            return True
+        label = backend.label
+        rates = self.ctx.rates
+        if limits.rate_http and not rates.allow(label, ip, "http", limits.rate_http, 10.0):
+            return False
+        if label not in self._counted_routes:
+            if limits.concurrent_tcp and rates.concurrent[(label, ip)] >= limits.concurrent_tcp:
+                return False
+            if limits.rate_tcp and not rates.allow(label, ip, "tcp", limits.rate_tcp, 3.0):
+                return False
+            rates.concurrent[(label, ip)] += 1
+            self._counted_routes.add(label)
+        return True
+
+    def _redirect(self, ex: Exchange) -> None:
+        location = b"https://" + ex.head.host.encode() + ex.head.path + ex.head.query
+        keep = ex.head.keep_alive and ex.body_done and not self.peer_closed
+        self._local(ex, responses.redirect(location, keep), 302, close=not keep)
+
+    def _pick_server(self, ex: Exchange) -> None:
+        backend = ex.backend
+        assert backend is not None
+        registry = self.ctx.registry
+        server = None
+        if backend.cookie_name is not None and not ex.tried:
+            value = hdr.client_cookie(ex.head, backend.cookie_name.encode())
+            if value is not None:
+                server = registry.pinned(backend, value.decode("latin-1"))
+        if server is None:
+            server = registry.choose(backend, self.down.peer_ip, ex.tried)
+            if server is not None and backend.cookie_name is not None:
+                ex.set_cookie = server
+        elif ex.set_cookie is not None:
+            ex.set_cookie = None
+        if server is None:
+            why = (
+                "no endpoints"
+                if not backend.servers
+                else "no endpoint available (all down, at capacity or weight 0)"
+            )
+            self.ctx.log_failure(backend, "-", why)
+            self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
+            return
+        ex.server = server
+        ex.tried = ex.tried | {server.id}
+        self._open(ex, server, reuse=True)
+
+    def _open(self, ex: Exchange, server: Server, reuse: bool) -> None:
+        """A pooled connection to `server` when there is one (and `reuse`), else a new one."""
+        backend = ex.backend
+        assert backend is not None
+        context = backend.backend_context
+        hostname = backend.backend_hostname(server)
+        if reuse:
+            conn = self.ctx.pool.take(
+                self.ctx.pool.key_for(server.address, server.port, context, hostname), self
+            )
+            if conn is not None:
+                ex.reused = True
+                self._attach(ex, conn)
+                return
+        ex.reused = False
+        ex.connecting = True
+        task = self.loop.create_task(
+            self.ctx.pool.connect(
+                server.address, server.port, context, hostname, self, backend.timeouts.connect
+            )
+        )
+        task.add_done_callback(lambda t: self._connected(ex, server, t))
+
+    def _connected(self, ex: Exchange, server: Server, task: asyncio.Task[UpstreamConnection]) -> None:
+        ex.connecting = False
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if self.closed or not self.queue or self.queue[0] is not ex:
+            if exc is None:
+                task.result().close()
+            return
+        backend = ex.backend
+        assert backend is not None
+        if exc is not None:
+            reason = exc.reason if isinstance(exc, ConnectError) else str(exc)
+            self.ctx.registry.connect_failed(server)
+            self.ctx.log_failure(backend, server.label, reason)
+            self._retry_or_fail(ex)
+            return
+        self.ctx.registry.connect_succeeded(server)
+        self._attach(ex, task.result())
+
+    def _retry_or_fail(self, ex: Exchange) -> None:
+        """hardening.md rule 19: before any byte was sent, any request may go to another endpoint."""
+        ex.upstream = None
+        ex.request_sent = False
+        ex.resp_parser = None
+        backend = ex.backend
+        if (
+            backend is not None
+            and len(ex.tried) < self.ctx.limits.max_connect_attempts
+            and self.ctx.registry.candidates(backend, ex.tried)
+        ):
+            self._pick_server(ex)
+            return
+        self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
+
+    def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        backend = ex.backend
+        server = ex.server
+        assert backend is not None and server is not None
+        ex.upstream = conn
+        conn.owner = self
+        self.ctx.registry.state(server).active += 1
+        ex.counted = True
+        ex.resp_parser = httptools.HttpResponseParser(_ResponseCallbacks(self, ex))
+        head = hdr.upstream_head(
+            ex.head, backend, server, self.down.peer_ip, self.down.local_port, self.down.secure
+        )
+        if ex.body_buffer:
+            if ex.head.body == CHUNKED:
+                body = b"".join(chunk(piece) for piece in ex.body_buffer)
+            else:
+                body = b"".join(ex.body_buffer)
+            ex.body_buffer = []
+            ex.body_buffered = 0
+            head += body
+        if ex.body_done and ex.head.body == CHUNKED:
+            head += LAST_CHUNK
+        conn.send(head)
+        ex.request_sent = True
+        if ex.head.expect_continue and not ex.body_done:
+            self.down.send(responses.CONTINUE)
+        if len(self.queue) == 1 and ex.head.websocket_key is None:
+            self.down.resume_reading()
+
+    # -- upstream callbacks (UpstreamOwner) -------------------------------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self._touch(self.tunnel.backend.timeouts.tunnel if self.tunnel.backend else 3600.0)
+            self.down.send(data)
+            if self.down.writing_paused and self.tunnel.upstream is not None:
+                self.tunnel.upstream.pause_reading()
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is None or ex.resp_parser is None:
+            return
+        if ex.backend is not None:
+            self._touch(ex.backend.timeouts.server)
+        try:
+            ex.resp_parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._start_tunnel(ex, data[exc.args[0] :])
+        except httptools.HttpParserCallbackError:
+            if not ex.done and not self.closed:
+                self._bad_response(ex, "backend response rejected")
+        except httptools.HttpParserError as exc:
+            if not ex.done:
+                self._bad_response(ex, f"bad response from backend: {exc}")
+
+    def upstream_closed(self, exc: BaseException | None) -> None:
+        if self.tunnel is not None:
+            self.close()
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is None or self.closed:
+            return
+        ex.upstream = None
+        if ex.server is not None:
+            self._release_server(ex)
+        head = ex.resp_head
+        if head is not None and head.body == UNTIL_CLOSE and ex.resp_started:
+            self._response_complete(ex, upstream_gone=True)
+            return
+        if ex.resp_started:
+            self.abort()  # the response was cut short; the client must not take it for complete
+            return
+        backend = ex.backend
+        assert backend is not None
+        endpoint = ex.server.label if ex.server else "-"
+        # Rule 19: retry a request the endpoint may not have seen, if replaying it cannot do harm. A pooled
+        # connection the backend had already closed is the usual case: try the same endpoint afresh.
+        if ex.head.idempotent and ex.reused and ex.server is not None:
+            ex.request_sent = False
+            ex.resp_parser = None
+            self._open(ex, ex.server, reuse=False)
+            return
+        if ex.head.idempotent and len(ex.tried) < self.ctx.limits.max_connect_attempts:
+            self._retry_or_fail(ex)
+            return
+        self.ctx.log_failure(backend, endpoint, "connection closed before a response")
+        self._local(ex, responses.error_cached(502), 502, close=True)
+
+    def upstream_writable(self) -> None:
+        if not self.closed:
+            self.down.resume_reading()
+
+    def client_writable(self) -> None:
+        """The client drained its buffer: read the backend again."""
+        if self.tunnel is not None and self.tunnel.upstream is not None:
+            self.tunnel.upstream.resume_reading()
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.resume_reading()
+
+    # -- response ------------------------------------------------------------------------------------
+
+    def _response_head(self, ex: Exchange) -> None:
+        parser = ex.resp_parser
+        assert parser is not None and ex.backend is not None
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim responses: the router already answered 100-continue itself
+        try:
+            head = parse_response_head(status, ex.resp_reason.strip(), ex.resp_headers, ex.head.method)
+        except HttpError as exc:
+            self._bad_response(ex, exc.reason)
+            raise
+        if status == 101:
+            ex.resp_head = head
+            return  # llhttp raises HttpParserUpgrade next; see _start_tunnel
+        if ex.head.websocket_key is not None:
+            self._bad_response(ex, f"WebSocket upgrade answered {status}, not 101")
+            raise HttpError(502, "no upgrade")
+        ex.resp_head = head
+        ex.status = status
+        ex.framing = hdr.client_framing(head, ex.head)
+        keep = (
+            not ex.close_after
+            and not self.peer_closed
+            and ex.framing != UNTIL_CLOSE
+            and not self.ctx.draining
+        )
+        if not keep:
+            ex.close_after = True
+        data = hdr.client_head(head, ex.head, ex.backend, ex.framing, ex.set_cookie, self.down.secure, keep)
+        ex.resp_started = True
+        ex.sent += len(data)
+        self.down.send(data)
+        if ex.head.method == b"HEAD":
+            # llhttp would wait for a body a HEAD response never has; finish here and drop the connection.
+            ex.upstream_extra = True
+            self._response_complete(ex)
+            raise HttpError(0, "head done")
+
+    def _response_body(self, ex: Exchange, data: bytes) -> None:
+        if ex.resp_head is None or not ex.resp_started:
+            return
+        ex.sent += len(data)
+        self.down.send(chunk(data) if ex.framing == CHUNKED else data)
+        if self.down.writing_paused and ex.upstream is not None:
+            ex.upstream.pause_reading()
+
+    def _response_complete(self, ex: Exchange, upstream_gone: bool = False) -> None:
+        if ex.done or ex.resp_head is None or self.closed or not self.queue or self.queue[0] is not ex:
+            return
+        ex.done = True
+        if ex.framing == CHUNKED:
+            self.down.send(LAST_CHUNK)
+        backend = ex.backend
+        self.ctx.log_request(
+            backend,
+            ex.server.label if ex.server else "",
+            ex.head.method,
+            ex.head.path,
+            ex.status,
+            ex.sent,
+            ex.started,
+            self.down.peer_ip,
+        )
+        conn = ex.upstream
+        ex.upstream = None
+        if conn is not None:
+            conn.owner = None
+            reusable = (
+                not upstream_gone
+                and ex.resp_head.keep_alive
+                and ex.body_done
+                and ex.request_sent
+                and not ex.upstream_extra
+                and ex.resp_head.body != UNTIL_CLOSE
+            )
+            if reusable:
+                self.ctx.pool.give_back(conn)
+            else:
+                conn.close()
+            self._release_server(ex)
+        self.queue.popleft()
+        if ex.close_after or not ex.body_done:
+            self.finish()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if self.queue:
+            self._pump()
+            return
+        if self.peer_closed:
+            self.finish()
+            return
+        self._arm(self.ctx.limits.keepalive_timeout, "idle")
+        self.down.resume_reading()
+
+    def _release_server(self, ex: Exchange) -> None:
+        if ex.counted and ex.server is not None:
+            ex.counted = False
+            state = self.ctx.registry.state(ex.server)
+            state.active = max(0, state.active - 1)
+
+    def _bad_response(self, ex: Exchange, reason: str) -> None:
+        """hardening.md rule 12: bad framing from the backend is a 502, nothing of it is forwarded."""
+        if ex.done:
+            return
+        if ex.backend is not None:
+            self.ctx.log_failure(ex.backend, ex.server.label if ex.server else "-", reason)
+        if ex.upstream is not None:
+            ex.upstream.owner = None
+            ex.upstream.close()
+            ex.upstream = None
+        if ex.resp_started:
+            self.abort()
+        else:
+            self._local(ex, responses.error_cached(502), 502, close=True)
+
+    # -- WebSocket -----------------------------------------------------------------------------------
+
+    def _start_tunnel(self, ex: Exchange, backend_rest: bytes) -> None:
+        head = ex.resp_head
+        key = ex.head.websocket_key
+        expected = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest()) if key else None
+        if (
+            head is None
+            or key is None
+            or head.upgrade.lower() != b"websocket"
+            or head.websocket_accept != expected
+        ):
+            self._bad_response(
+                ex, "WebSocket upgrade refused: backend 101 without a valid Sec-WebSocket-Accept"
+            )
+            return
+        ex.status = 101
+        self.tunnel = ex
+        ex.resp_started = True
+        self.down.send(hdr.switching_head(head))
+        if backend_rest:
+            self.down.send(backend_rest)
+        backend = ex.backend
+        assert backend is not None
+        self._arm(backend.timeouts.tunnel, "tunnel")
+        if ex.client_leftover and ex.upstream is not None:
+            ex.upstream.send(ex.client_leftover)
+        self.down.resume_reading()
+        self.ctx.log_request(
+            backend,
+            ex.server.label if ex.server else "",
+            ex.head.method,
+            ex.head.path,
+            101,
+            0,
+            ex.started,
+            self.down.peer_ip,
+        )
+
+    # -- endings -------------------------------------------------------------------------------------
+
+    def _local(self, ex: Exchange, data: bytes, status: int, close: bool) -> None:
+        """Answer from the router itself (503 page, redirect, 421, 502, 504)."""
+        ex.done = True
+        ex.status = status
+        ex.resp_started = True
+        self.ctx.log_request(
+            ex.backend,
+            ex.server.label if ex.server else "",
+            ex.head.method,
+            ex.head.path,
+            status,
+            len(data),
+            ex.started,
+            self.down.peer_ip,
+        )
+        if ex.upstream is not None:
+            ex.upstream.owner = None
+            ex.upstream.close()
+            ex.upstream = None
+        self._release_server(ex)
+        if ex.head.method == b"HEAD" and status == 503:
+            data = responses.SERVICE_UNAVAILABLE_HEAD
+        self.down.send(data)
+        if self.queue and self.queue[0] is ex:
+            self.queue.popleft()
+        if close or not ex.body_done:
+            self.finish()
+        else:
+            self._next()
+
+    def _reject(self, status: int, reason: str) -> None:
+        """A request the router refuses to parse: status, Connection: close, nothing forwarded."""
+        if self.closed:
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.resp_started:
+            self.abort()
+            return
+        self.down.send(responses.error(status, reason))
+        self.ctx.log_request(None, "", b"-", b"-", status, 0, time.monotonic(), self.down.peer_ip)
+        self.finish()
+
+    def finish(self) -> None:
+        """Close after what was written has been sent."""
+        if not self.closed:
+            self._cleanup()
+            self.down.finish()
+
+    def close(self) -> None:
+        self.finish()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self._cleanup()
+            self.down.abort()
+
+    def _cleanup(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for ex in self.queue:
+            if ex.upstream is not None:
+                ex.upstream.owner = None
+                ex.upstream.close()
+                ex.upstream = None
+            self._release_server(ex)
+        self.queue.clear()
+        rates = self.ctx.rates
+        for label in self._counted_routes:
+            key = (label, self.down.peer_ip)
+            rates.concurrent[key] -= 1
+            if rates.concurrent[key] <= 0:
+                del rates.concurrent[key]
+        self._counted_routes.clear()
+
+    def connection_lost(self) -> None:
+        if not self.closed:
+            self._cleanup()
+
+
+__all__ = ["LENGTH", "Downstream", "HttpSession"]

@@ -1,0 +1,90 @@
+"""TLS over an asyncio transport with ssl.MemoryBIO, one object per connection.
+
+Why not `loop.start_tls`: the HTTPS listener must read the ClientHello before deciding to terminate
+(passthrough needs the untouched bytes), and asyncio cannot start TLS on bytes it already read. Owning the
+TLS layer also keeps per-connection buffers small: asyncio's SSLProtocol reserves 256 KiB per connection,
+here an idle connection holds only what OpenSSL holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+
+READ_SIZE = 65536
+
+
+class TlsLayer:
+    __slots__ = ("_in", "_out", "handshake_done", "obj")
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(
+            self._in, self._out, server_side=server_side, server_hostname=server_hostname, session=session
+        )
+        self.handshake_done = False
+
+    def start(self) -> bytes:
+        """Client side: the first flight (ClientHello)."""
+        self._handshake()
+        return self._out.read()
+
+    def _handshake(self) -> None:
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        self.handshake_done = True
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bytes, bool]:
+        """Bytes from the network in; (plaintext pieces, bytes to send back, peer closed) out.
+
+        Raises ssl.SSLError on a handshake or protocol failure. `peer closed` means close_notify arrived
+        (after the pieces returned with it)."""
+        self._in.write(data)
+        if not self.handshake_done:
+            self._handshake()
+            if not self.handshake_done:
+                return [], self._out.read(), False
+        pieces: list[bytes] = []
+        closed = False
+        while True:
+            try:
+                piece = self.obj.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                closed = True
+                break
+            if not piece:
+                closed = True
+                break
+            pieces.append(piece)
+        return pieces, self._out.read(), closed
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.obj.write(data)
+        return self._out.read()
+
+    def close_notify(self) -> bytes:
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            self.obj.unwrap()
+        return self._out.read()
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        return self.obj.session
+
+    @property
+    def sni(self) -> str | None:
+        return getattr(self.obj, "server_hostname", None)
+
+    def peer_certificate_der(self) -> bytes | None:
+        return self.obj.getpeercert(binary_form=True)

@@ -1,0 +1,269 @@
+"""Connections to endpoints: plain or TLS (reencrypt), kept alive in a per-endpoint pool and reused across
+requests and clients.
+
+An UpstreamConnection is owned by at most one request at a time (its `owner`). The owner receives
+plaintext through `upstream_data`, and `upstream_closed` when the connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import ssl
+from typing import Protocol
+
+from shiftroute.engine.tls import TlsLayer
+
+log = logging.getLogger("shiftroute.engine")
+
+# How long an idle pooled connection is kept. Backends close idle connections too (Apache after 5 s by
+# default); a connection the backend closed is found dead on reuse and the request is retried when safe.
+POOL_IDLE_TIMEOUT = 4.0
+MAX_IDLE_PER_ENDPOINT = 64
+
+
+class UpstreamOwner(Protocol):
+    def upstream_data(self, data: bytes) -> None: ...
+
+    def upstream_closed(self, exc: BaseException | None) -> None: ...
+
+    def upstream_writable(self) -> None: ...
+
+
+class ConnectError(Exception):
+    """The endpoint could not be reached or failed TLS; nothing of the request was sent."""
+
+    def __init__(self, reason: str, tls: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tls = tls
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    """One line for the log: what OpenShift users grep for when reencrypt answers 503."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or exc.strerror or str(exc)
+        if reason in ("WRONG_VERSION_NUMBER", "wrong version number", "PACKET_LENGTH_TOO_LONG"):
+            return f"TLS handshake failed ({reason}): the endpoint does not speak TLS"
+        return f"TLS handshake failed: {reason}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "connect timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+    return str(exc) or type(exc).__name__
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_handshake",
+        "_idle_timer",
+        "closed",
+        "key",
+        "owner",
+        "paused",
+        "pool",
+        "tls",
+        "transport",
+    )
+
+    def __init__(self, pool: Pool, key: tuple[object, ...], tls: TlsLayer | None) -> None:
+        self.pool = pool
+        self.key = key
+        self.tls = tls
+        self.transport: asyncio.Transport | None = None
+        self.owner: UpstreamOwner | None = None
+        self.closed = False
+        self.paused = False
+        self._handshake: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.tls is not None:
+            self._handshake = asyncio.get_running_loop().create_future()
+            first = self.tls.start()
+            if first:
+                transport.write(first)
+
+    def data_received(self, data: bytes) -> None:
+        tls = self.tls
+        if tls is None:
+            if self.owner is not None:
+                self.owner.upstream_data(data)
+            else:
+                self._unexpected()
+            return
+        try:
+            pieces, out, peer_closed = tls.feed(data)
+        except ssl.SSLError as exc:
+            self._fail(exc)
+            return
+        if out and self.transport is not None:
+            self.transport.write(out)
+        handshake = self._handshake
+        if handshake is not None and tls.handshake_done and not handshake.done():
+            handshake.set_result(None)
+        for piece in pieces:
+            if self.owner is None:
+                self._unexpected()
+                return
+            self.owner.upstream_data(piece)
+        if peer_closed:
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too: an HTTP/1.1 backend that half-closes is done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        handshake = self._handshake
+        if handshake is not None and not handshake.done():
+            handshake.set_exception(exc or ConnectionResetError("connection closed during the TLS handshake"))
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.upstream_closed(exc)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.owner is not None:
+            self.owner.upstream_writable()
+
+    # -- use ------------------------------------------------------------------------------------------
+
+    def _unexpected(self) -> None:
+        # Bytes from an idle backend connection: it is not in a state we can trust; drop it.
+        self.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        handshake = self._handshake
+        if handshake is not None and not handshake.done():
+            handshake.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None or self.closed:
+            return
+        if self.tls is not None:
+            data = self.tls.encrypt(data)
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def park(self) -> None:
+        """Back into the pool, idle, with a timer that closes it after POOL_IDLE_TIMEOUT."""
+        self.owner = None
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(POOL_IDLE_TIMEOUT, self.close)
+
+    def unpark(self, owner: UpstreamOwner) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self.owner = owner
+
+
+class Pool:
+    """Idle connections per endpoint key (address, port, TLS context, SNI), newest first."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[object, ...], list[UpstreamConnection]] = {}
+        self.open = 0
+
+    @staticmethod
+    def key_for(
+        address: str, port: int, context: ssl.SSLContext | None, hostname: str | None
+    ) -> tuple[object, ...]:
+        return (address, port, id(context) if context is not None else 0, hostname)
+
+    def take(self, key: tuple[object, ...], owner: UpstreamOwner) -> UpstreamConnection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                conn.unpark(owner)
+                return conn
+        return None
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        if conn.closed:
+            return
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= MAX_IDLE_PER_ENDPOINT:
+            conn.close()
+            return
+        conn.park()
+        idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.open -= 1
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for conn in list(idle):
+                conn.close()
+        self._idle.clear()
+
+    async def connect(
+        self,
+        address: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        hostname: str | None,
+        owner: UpstreamOwner,
+        timeout: float,
+        session: ssl.SSLSession | None = None,
+    ) -> UpstreamConnection:
+        """A new connection, TLS handshake done when `context` is set. Raises ConnectError."""
+        loop = asyncio.get_running_loop()
+        key = self.key_for(address, port, context, hostname)
+
+        def factory() -> UpstreamConnection:
+            tls = (
+                TlsLayer(context, server_side=False, server_hostname=hostname, session=session)
+                if context
+                else None
+            )
+            return UpstreamConnection(self, key, tls)
+
+        conn: UpstreamConnection | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                _transport, conn = await loop.create_connection(factory, address, port)
+                self.open += 1
+                if conn._handshake is not None:
+                    await conn._handshake
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            if conn is not None:
+                conn.close()
+            raise ConnectError(describe_connect_error(exc), tls=isinstance(exc, ssl.SSLError)) from None
+        conn.owner = owner
+        return conn

@@ -1,0 +1,323 @@
+"""HTTP/1.1 framing rules (RFC 9112) on top of httptools' parser, sans-IO.
+
+httptools (llhttp, strict mode) already refuses most malformed messages: Content-Length with
+Transfer-Encoding, bad Content-Length digits or duplicates, bad chunk sizes and chunk-extension bytes, bare
+CR/LF, obs-fold, whitespace before the colon, bad header-name bytes (hardening.md rules 5-9). This module
+adds what llhttp lets through or cannot know, and re-serialises every head the router forwards (rule 10):
+it never forwards raw client bytes of a head.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+NO_BODY = 0
+LENGTH = 1
+CHUNKED = 2
+UNTIL_CLOSE = 3  # responses only (RFC 9112 §6.3 rule 8)
+
+MAX_HEADERS = 100  # hardening.md rule 14
+
+# RFC 9110 §7.6.1 and hardening.md rule 11: removed before the router adds its own headers.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"upgrade",
+        b"transfer-encoding",
+        b"trailer",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+# A Connection token may never remove these: framing, Host, and what the router itself sets.
+PROTECTED = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-proto",
+        b"forwarded",
+        b"cookie",
+        b"set-cookie",
+    }
+)
+_HOST = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]{0,5})?$")
+
+
+class HttpError(Exception):
+    """A request the router refuses; `status` is what the client gets (then the connection closes)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    path: bytes  # origin-form target without the query, as routed and forwarded
+    query: bytes  # including the leading `?`, or b""
+    version: bytes  # b"1.0" | b"1.1"
+    host: str  # lowercase, no port, no trailing dot: what routing compares
+    host_header: bytes  # the Host value as received (forwarded unchanged)
+    headers: list[tuple[bytes, bytes]]  # end-to-end headers, original order and case
+    body: int = NO_BODY
+    content_length: int = 0
+    keep_alive: bool = True
+    expect_continue: bool = False
+    websocket_key: bytes | None = None  # set for a WebSocket upgrade (rule 17)
+    upgrade: bytes = b""  # the Upgrade value the client asked for
+
+    @property
+    def idempotent(self) -> bool:
+        # RFC 9110 §9.2.2; with no body, a request that never reached the application may be retried.
+        return (
+            self.method in (b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE") and self.body == NO_BODY
+        )
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: int = NO_BODY
+    content_length: int = 0
+    keep_alive: bool = True
+    upgrade: bytes = b""
+    websocket_accept: bytes | None = None
+
+
+def normalize_host(value: bytes) -> str:
+    """Host compared case-insensitively with any `:port` and a trailing dot removed (routes.md §4)."""
+    host = value.strip()
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        host = host[: end + 1]
+    else:
+        colon = host.rfind(b":")
+        if colon != -1:
+            host = host[:colon]
+    return host.rstrip(b".").decode("latin-1").lower()
+
+
+def _split_tokens(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def _target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """(path, query, authority of an absolute-form target or None). RFC 9112 §3.2."""
+    if url.startswith(b"/"):
+        authority = None
+        rest = url
+    elif url[:7].lower() == b"http://" or url[:8].lower() == b"https://":
+        after = url.split(b"://", 1)[1]
+        slash = after.find(b"/")
+        authority, rest = (after, b"/") if slash == -1 else (after[:slash], after[slash:])
+        question = authority.find(b"?")
+        if question != -1:
+            authority, rest = authority[:question], b"/" + authority[question:]
+    elif url == b"*" and method == b"OPTIONS":
+        return b"*", b"", None
+    else:
+        raise HttpError(400, "request target is not origin-form or absolute-form")
+    if b"#" in rest:
+        raise HttpError(400, "request target contains a fragment")
+    question = rest.find(b"?")
+    if question == -1:
+        return rest, b"", authority
+    return rest[:question], rest[question:], authority
+
+
+def parse_request_head(
+    method: bytes, url: bytes, version: str, raw_headers: list[tuple[bytes, bytes]]
+) -> RequestHead:
+    """Check a parsed request head against hardening.md rules 5-9 and 11; raise HttpError if it breaks one."""
+    if version not in ("1.1", "1.0"):
+        raise HttpError(505, f"HTTP version {version} is not supported")
+    if method == b"CONNECT":
+        raise HttpError(405, "CONNECT is not supported by this router")
+    if len(raw_headers) > MAX_HEADERS:
+        raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+    http11 = version == "1.1"
+    hosts: list[bytes] = []
+    te_values: list[bytes] = []
+    content_length: bytes | None = None
+    connection_tokens: list[bytes] = []
+    expect: bytes | None = None
+    upgrade = b""
+    ws_key: bytes | None = None
+    ws_version: bytes | None = None
+    kept: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower == b"host":
+            hosts.append(value)
+        elif lower == b"content-length":
+            content_length = value
+            continue
+        elif lower == b"transfer-encoding":
+            te_values.append(value)
+            continue
+        elif lower == b"connection":
+            connection_tokens.extend(_split_tokens(value))
+            continue
+        elif lower == b"expect":
+            expect = value.strip().lower()
+            continue
+        elif lower == b"upgrade":
+            upgrade = value.strip()
+            continue
+        elif lower in (b"keep-alive", b"proxy-connection", b"te", b"trailer", b"proxy"):
+            # hop-by-hop (rule 11); `Proxy` is stripped against httpoxy (CVE-2016-5385).
+            continue
+        elif lower == b"sec-websocket-key":
+            ws_key = value.strip()
+        elif lower == b"sec-websocket-version":
+            ws_version = value.strip()
+        kept.append((lower, name, value))
+
+    # Rule 5 and 6: Transfer-Encoding only in HTTP/1.1, exactly one coding, exactly `chunked`.
+    body = NO_BODY
+    length = 0
+    if te_values:
+        if not http11:
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if len(te_values) > 1 or te_values[0].lower() != b"chunked":
+            raise HttpError(400, "Transfer-Encoding must be exactly `chunked`")
+        body = CHUNKED
+    elif content_length is not None:
+        # llhttp already refused non-digits, signs, lists and duplicates (rule 7).
+        if not content_length.isdigit() or len(content_length) > 18:
+            raise HttpError(400, "Content-Length is not a plain decimal number")
+        length = int(content_length)
+        body = LENGTH if length else NO_BODY
+
+    # Rule 9: Host.
+    if len(hosts) > 1:
+        raise HttpError(400, "several Host headers")
+    if http11 and not hosts:
+        raise HttpError(400, "missing Host header (required in HTTP/1.1)")
+    host_header = hosts[0].strip() if hosts else b""
+    if host_header and not _HOST.match(host_header):
+        raise HttpError(400, "Host header is not a valid authority")
+    path, query, authority = _target(method, url)
+    if authority is not None:
+        if host_header and authority.lower() != host_header.lower():
+            raise HttpError(400, "absolute-form target names a different host than the Host header")
+        if not host_header:
+            host_header = authority
+
+    # Rule 11: drop what Connection names, except protected headers.
+    named = {t for t in connection_tokens if t not in PROTECTED}
+    headers = [(n, v) for lower, n, v in kept if lower not in named]
+
+    if expect is not None and expect != b"100-continue":
+        raise HttpError(417, "only `Expect: 100-continue` is supported")
+    keep_alive = b"close" not in connection_tokens if http11 else b"keep-alive" in connection_tokens
+
+    websocket_key = None
+    if upgrade and b"upgrade" in connection_tokens and upgrade.lower() == b"websocket":
+        # Rule 17: a WebSocket upgrade needs a key and version 13 (RFC 6455 §4.1).
+        if not ws_key or ws_version != b"13" or method != b"GET":
+            raise HttpError(
+                400, "WebSocket upgrade needs GET, Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
+            )
+        websocket_key = ws_key
+
+    return RequestHead(
+        method=method,
+        path=path,
+        query=query,
+        version=version.encode(),
+        host=normalize_host(host_header),
+        host_header=host_header,
+        headers=headers,
+        body=body,
+        content_length=length,
+        keep_alive=keep_alive,
+        expect_continue=expect == b"100-continue" and body != NO_BODY,
+        websocket_key=websocket_key,
+        upgrade=upgrade if websocket_key else b"",
+    )
+
+
+def parse_response_head(
+    status: int, reason: bytes, raw_headers: list[tuple[bytes, bytes]], request_method: bytes
+) -> ResponseHead:
+    """Check a backend's response head (rule 12: bad framing is a 502, nothing of it is forwarded)."""
+    if len(raw_headers) > MAX_HEADERS:
+        raise HttpError(502, f"backend sent more than {MAX_HEADERS} header fields")
+    te_values: list[bytes] = []
+    content_length: bytes | None = None
+    connection_tokens: list[bytes] = []
+    upgrade = b""
+    accept: bytes | None = None
+    kept: list[tuple[bytes, bytes, bytes]] = []
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            te_values.append(value)
+            continue
+        if lower == b"content-length":
+            content_length = value
+        elif lower == b"connection":
+            connection_tokens.extend(_split_tokens(value))
+            continue
+        elif lower == b"upgrade":
+            upgrade = value.strip()
+            continue
+        elif lower in (b"keep-alive", b"proxy-connection", b"te", b"trailer"):
+            continue
+        elif lower == b"sec-websocket-accept":
+            accept = value.strip()
+        kept.append((lower, name, value))
+    named = {t for t in connection_tokens if t not in PROTECTED}
+    headers = [(n, v) for lower, n, v in kept if lower not in named]
+    head = ResponseHead(
+        status=status, reason=reason, headers=headers, upgrade=upgrade, websocket_accept=accept
+    )
+    head.keep_alive = b"close" not in connection_tokens
+    # RFC 9112 §6.3: HEAD, 1xx, 204 and 304 responses have no body, whatever the headers say.
+    if request_method == b"HEAD" or status < 200 or status in (204, 304):
+        head.body = NO_BODY
+        return head
+    if te_values:
+        if len(te_values) > 1 or te_values[0].lower() != b"chunked":
+            raise HttpError(502, "backend sent a Transfer-Encoding other than `chunked`")
+        head.body = CHUNKED
+        head.headers = [(n, v) for n, v in head.headers if n.lower() != b"content-length"]
+    elif content_length is not None:
+        if not content_length.isdigit() or len(content_length) > 18:
+            raise HttpError(502, "backend sent a bad Content-Length")
+        head.content_length = int(content_length)
+        head.body = LENGTH
+        head.headers = [(n, v) for n, v in head.headers if n.lower() != b"content-length"]
+    else:
+        head.body = UNTIL_CLOSE
+        head.keep_alive = False
+    return head
+
+
+def serialize_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """One bytes object for a head: `first line CRLF (name: value CRLF)* CRLF`."""
+    parts = [first_line]
+    for name, value in headers:
+        parts.append(name + b": " + value)
+    parts.append(b"\r\n")
+    return b"\r\n".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
