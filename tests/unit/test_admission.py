@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_binary
 
+from conftest import require_binary
 from shiftroute.admission import (
     EXTENDED_VALIDATION_FAILED,
     HOST_ALREADY_CLAIMED,
@@ -112,14 +112,68 @@ def sha1_pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True, timeout=60)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "30",
-        "-subj", "/CN=SHA1 Test CA", "-sha256")  # fmt: skip
-    run("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
-        "-subj", "/CN=www.example.com")  # fmt: skip
-    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "2", "-sha1",
-        "-days", "30", "-out", "leaf.crt")  # fmt: skip
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key", "-out", "self.crt", "-days", "30",
-        "-subj", "/CN=www.example.com", "-sha1")  # fmt: skip
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=SHA1 Test CA",
+        "-sha256",
+    )
+    run(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=www.example.com",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-sha1",
+        "-days",
+        "30",
+        "-out",
+        "leaf.crt",
+    )
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "self.key",
+        "-out",
+        "self.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=www.example.com",
+        "-sha1",
+    )
     text = subprocess.run(
         [openssl, "x509", "-in", "leaf.crt", "-noout", "-text"],
         cwd=d,
@@ -577,7 +631,7 @@ def _population() -> list[Route]:
                 path=["", "/a", "/b"][i % 3],
                 tls=tls,
                 wildcard=i % 11 == 0,
-            )  # fmt: skip
+            )
         )
     return routes
 

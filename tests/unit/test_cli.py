@@ -98,9 +98,27 @@ def test_create_edge_route_targets_the_first_service_port_by_name(cli: Run, web:
 
 
 def test_create_edge_route_embeds_certificate_files(cli: Run, web: None, pem_files: dict[str, Path]) -> None:
-    ok(cli, "create", "route", "edge", "secure", "--service", "web", "--hostname", "www.example.com",
-       "--path", "/app", "--port", "8443", "--cert", str(pem_files["tls.crt"]), "--key", str(pem_files["tls.key"]),
-       "--ca-cert", str(pem_files["ca.crt"]))  # fmt: skip
+    ok(
+        cli,
+        "create",
+        "route",
+        "edge",
+        "secure",
+        "--service",
+        "web",
+        "--hostname",
+        "www.example.com",
+        "--path",
+        "/app",
+        "--port",
+        "8443",
+        "--cert",
+        str(pem_files["tls.crt"]),
+        "--key",
+        str(pem_files["tls.key"]),
+        "--ca-cert",
+        str(pem_files["ca.crt"]),
+    )
     spec = get_json(cli, "route", "secure")["spec"]
     assert spec["host"] == "www.example.com" and spec["path"] == "/app"
     assert spec["port"] == {"targetPort": 8443}
@@ -211,14 +229,14 @@ def test_get_routes_prints_the_columns_of_oc_get_route(cli: Run, store_path: Pat
             host="www.example.com",
             path="/app",
             tls={"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"},
-        ),  # fmt: skip
+        ),
         _route_manifest("pt", host="pt.example.com", tls={"termination": "passthrough"}),
         _route_manifest(
             "thirds",
             host="t.example.com",
             to={"name": "a", "weight": 1},
             alternateBackends=[{"name": "b", "weight": 2}],
-        ),  # fmt: skip
+        ),
         _route_manifest("taken", host="www.example.com"),
     ]
     (tmp_path / "routes.yaml").write_text(yaml.safe_dump_all(docs))
@@ -237,8 +255,14 @@ def test_get_routes_prints_the_columns_of_oc_get_route(cli: Run, store_path: Pat
         store.update_status("Route", "default", "secure", {"ingress": [admitted]})
     finally:
         store.close()
-    print(ok(cli, "get", "routes"))
-    assert 0
+    assert ok(cli, "get", "routes").splitlines() == [
+        "NAME     HOST/PORT            PATH   SERVICES                  PORT       TERMINATION     WILDCARD",
+        "canary   shop.example.com            shop-a(60%),shop-b(40%)   8080-tcp                   None",
+        "pt       pt.example.com              web                       <all>      passthrough     None",
+        "secure   www.example.com      /app   web                       <all>      edge/Redirect   None",
+        "taken    HostAlreadyClaimed          web                       <all>                      None",
+        "thirds   t.example.com               a(33%),b(66%)             <all>                      None",
+    ]
     wide = ok(cli, "get", "routes", "-o", "wide").splitlines()
     assert wide[0].split()[-1] == "ROUTERS"
     assert wide[-2].split()[-1] == "default=HostAlreadyClaimed"
@@ -265,11 +289,30 @@ def test_get_all_namespaces_and_namespace_option(cli: Run, web: None) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
+def strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Objects without what the store assigns anew on create (resourceVersion, generation)."""
+    server = ("resourceVersion", "generation")
+    return [{**m, "metadata": {k: v for k, v in m["metadata"].items() if k not in server}} for m in items]
+
+
 def test_get_output_round_trips_through_apply(
     cli: Run, web: None, pem_files: dict[str, Path], fmt: str
 ) -> None:
-    ok(cli, "create", "route", "edge", "web", "--service", "web", "--hostname", "www.example.com",
-       "--cert", str(pem_files["tls.crt"]), "--key", str(pem_files["tls.key"]))  # fmt: skip
+    ok(
+        cli,
+        "create",
+        "route",
+        "edge",
+        "web",
+        "--service",
+        "web",
+        "--hostname",
+        "www.example.com",
+        "--cert",
+        str(pem_files["tls.crt"]),
+        "--key",
+        str(pem_files["tls.key"]),
+    )
     ok(cli, "annotate", "route", "web", "haproxy.router.openshift.io/timeout=5s")
     ok(cli, "expose", "service", "web", "--name", "plain", "--hostname", "plain.example.com")
     before = {
@@ -277,26 +320,22 @@ def test_get_output_round_trips_through_apply(
         "svc": get_json(cli, "services"),
         "eps": get_json(cli, "endpointslices"),
     }
-    files = {}
-    for kind in ("routes", "services", "endpointslices"):
-        text = ok(cli, "get", kind, "-o", fmt)
-        files[kind] = text
+    files = {kind: ok(cli, "get", kind, "-o", fmt) for kind in ("routes", "services", "endpointslices")}
     # Applying the export unchanged changes nothing.
-    for kind, text in files.items():
+    for text in files.values():
         out = ok(cli, "apply", "-f", "-", input=text)
         assert out.split("\n")[0].endswith(" unchanged"), out
     assert get_json(cli, "routes") == before["route"]
+    assert get_json(cli, "services") == before["svc"]
     # Delete everything and apply the exports: the same objects come back, PEM blocks intact.
     ok(cli, "delete", "route", "web", "plain")
     ok(cli, "delete", "service", "web")
     for text in files.values():
         assert "created" in ok(cli, "apply", "-f", "-", input=text)
     after = get_json(cli, "routes")
-    strip = lambda items: [
-        {**m, "metadata": {k: v for k, v in m["metadata"].items() if k not in ("resourceVersion", "generation")}} for m in items
-    ]  # noqa: E731
     assert strip(after["items"]) == strip(before["route"]["items"])
-    assert after["items"][0]["spec"]["tls"]["key"] == pem_files["tls.key"].read_text()
+    assert [m["metadata"]["name"] for m in after["items"]] == ["plain", "web"]
+    assert after["items"][1]["spec"]["tls"]["key"] == pem_files["tls.key"].read_text()
     assert strip(get_json(cli, "endpointslices")["items"]) == strip(before["eps"]["items"])
 
 
@@ -344,15 +383,46 @@ def test_apply_unreadable_input(cli: Run, tmp_path: Path) -> None:
 def test_describe_route_shows_certificates_and_flags_expiry(
     cli: Run, web: None, pem_files: dict[str, Path], store_path: Path
 ) -> None:
-    ok(cli, "create", "route", "reencrypt", "web", "--service", "web", "--hostname", "www.example.com",
-       "--cert", str(pem_files["tls.crt"]), "--key", str(pem_files["tls.key"]),
-       "--dest-ca-cert", str(pem_files["ca.crt"]))  # fmt: skip
-    ok(cli, "create", "route", "edge", "old", "--service", "web", "--hostname", "old.example.com",
-       "--cert", str(pem_files["expired.crt"]), "--key", str(pem_files["expired.key"]))  # fmt: skip
+    ok(
+        cli,
+        "create",
+        "route",
+        "reencrypt",
+        "web",
+        "--service",
+        "web",
+        "--hostname",
+        "www.example.com",
+        "--cert",
+        str(pem_files["tls.crt"]),
+        "--key",
+        str(pem_files["tls.key"]),
+        "--dest-ca-cert",
+        str(pem_files["ca.crt"]),
+    )
+    ok(
+        cli,
+        "create",
+        "route",
+        "edge",
+        "old",
+        "--service",
+        "web",
+        "--hostname",
+        "old.example.com",
+        "--cert",
+        str(pem_files["expired.crt"]),
+        "--key",
+        str(pem_files["expired.key"]),
+    )
     store = SqliteStore(store_path)
     try:
-        condition = {"type": "Admitted", "status": "False", "reason": "ExtendedValidationFailed",
-                     "message": "spec.tls.key: does not match"}  # fmt: skip
+        condition = {
+            "type": "Admitted",
+            "status": "False",
+            "reason": "ExtendedValidationFailed",
+            "message": "spec.tls.key: does not match",
+        }
         store.update_status(
             "Route", "default", "web", {"ingress": [{"routerName": "r1", "conditions": [condition]}]}
         )
@@ -462,7 +532,7 @@ def test_unknown_resource_type(cli: Run) -> None:
         ("pki", "ca"),
         ("pki", "cert"),
         ("pki", "inspect"),
-    ],  # fmt: skip
+    ],
     ids=lambda c: "-".join(c) or "shiftroute",
 )
 def test_help_on_every_command(cli: Run, command: tuple[str, ...]) -> None:

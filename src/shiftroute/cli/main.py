@@ -10,6 +10,7 @@ from shiftroute import __version__
 from shiftroute.cli.common import Context, store_options
 from shiftroute.cli.pki import pki
 from shiftroute.cli.resources import annotate, apply, create, delete, expose
+from shiftroute.cli.serve import serve
 from shiftroute.cli.show import describe, get
 from shiftroute.cli.store_cmd import store
 
@@ -32,7 +33,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (create, expose, apply, get, describe, delete, annotate, pki, store):
+for command in (create, expose, apply, get, describe, delete, annotate, pki, store, serve):
     cli.add_command(command)
 
 

@@ -34,7 +34,8 @@ def services_column(route: Route) -> str:
     total = sum(b.effective_weight for b in backends)
     parts = []
     for backend in backends:
-        share = round(100 * backend.effective_weight / total) if total else 0
+        # oc divides in integers (weight*100/total), so 1:2 reads a(33%),b(66%), not b(67%).
+        share = 100 * backend.effective_weight // total if total else 0
         parts.append(f"{backend.name}({share}%)")
     return ",".join(parts)
 

@@ -11,7 +11,7 @@ import asyncio
 import errno
 import logging
 import ssl
-from typing import Protocol
+from typing import Protocol, cast
 
 from shiftroute.engine.tls import TlsLayer
 
@@ -85,13 +85,12 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
         if self.tls is not None:
             self._handshake = asyncio.get_running_loop().create_future()
             first = self.tls.start()
             if first:
-                transport.write(first)
+                self.transport.write(first)
 
     def data_received(self, data: bytes) -> None:
         tls = self.tls

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from shiftroute.admission import Verdict
 from shiftroute.api import annotations as ann
-from shiftroute.api.objects import EndpointSlice, Route, Service, TargetRef
+from shiftroute.api.objects import EndpointSlice, ObjectKey, Route, Service, TargetRef
 from shiftroute.errors import PKIError
 from shiftroute.routing.contexts import backend_context, cached_server_context, insecure_backend_context
 from shiftroute.routing.table import Backend, RateLimits, RoutingTable, Server, Timeouts
@@ -131,7 +131,7 @@ class Compiler:
 
     def compile(
         self,
-        verdicts: Mapping[object, Verdict],
+        verdicts: Mapping[ObjectKey, Verdict],
         services: Mapping[tuple[str, str], Service],
         slices: Mapping[tuple[str, str], list[EndpointSlice]],
         revision: int,

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from shiftroute.api.objects import Manifest, ObjectKey
-from shiftroute.errors import AlreadyExistsError, ConflictError, StoreUnavailableError, UsageError
+from shiftroute.errors import AlreadyExistsError, ConflictError, StoreError, StoreUnavailableError, UsageError
 from shiftroute.store.base import (
     ApplyResult,
     ApplyResults,
@@ -371,7 +371,7 @@ class EtcdStore:
             ]  # fmt: skip
             if not final:
                 return results
-            revision = self._commit(writes, deadline)
+            revision = self._commit_apply(writes, deadline)
             if revision is not None:
                 for result in results:
                     if result.action != "unchanged":
@@ -379,6 +379,17 @@ class EtcdStore:
                 return results
         key = key_of(todo[0])
         raise _busy(key.kind, key.name, apply=True)
+
+    def _commit_apply(self, writes: Sequence[_Write], deadline: float) -> int | None:
+        try:
+            return self._commit(writes, deadline)
+        except StoreError as exc:
+            if "too many operations" not in str(exc):
+                raise
+            raise StoreError(
+                f"apply of {len(writes)} objects: etcd takes at most --max-txn-ops (default 128) objects in "
+                "one transaction; nothing was changed: apply them in smaller batches"
+            ) from None
 
     def _plan_apply(
         self, todo: ManifestList, read: Mapping[bytes, KeyValue | None]

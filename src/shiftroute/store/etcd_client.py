@@ -348,7 +348,8 @@ class EtcdClient:
 
 
 class WatchStream:
-    """One open `/v3/watch` response; `close()` from another thread ends a blocked read at once."""
+    """One open `/v3/watch` response, read by one thread; `interrupt()` from any other thread ends a
+    blocked read at once (closing the connection under the reader instead would break http.client)."""
 
     def __init__(
         self, index: int, name: str, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse
@@ -367,11 +368,14 @@ class WatchStream:
             if line.strip():
                 yield dict(json.loads(line))
 
-    def close(self) -> None:
+    def interrupt(self) -> None:
         sock = self._conn.sock
         if sock is not None:
             with contextlib.suppress(OSError):  # already disconnected
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """From the reading thread only."""
         self._conn.close()
 
 

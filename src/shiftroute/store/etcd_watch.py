@@ -91,7 +91,7 @@ class EtcdWatch:
         with self._lock:
             stream = self._stream
         if stream is not None:
-            stream.close()
+            stream.interrupt()
         self._thread.join(timeout=5)
 
     # -- the thread ------------------------------------------------------------------------------------
@@ -112,6 +112,10 @@ class EtcdWatch:
                     return
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 log.debug("etcd watch on %s broke: %s", stream.name, exc)
+            except Exception:
+                # A bug must not end the watch silently: the caller would wait for events forever.
+                log.exception("etcd watch on %s failed; reconnecting", stream.name)
+                self._closed.wait(_BACKOFF_MAX)
             finally:
                 with self._lock:
                     self._stream = None

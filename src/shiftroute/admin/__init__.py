@@ -1,0 +1,1 @@
+"""The admin port: /healthz, /healthz/ready and /metrics (routes.md §7)."""

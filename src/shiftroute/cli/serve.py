@@ -1,0 +1,269 @@
+"""`shiftroute serve`: run the router."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from shiftroute.admission import RouterOptions
+from shiftroute.cli.common import Context, handle_errors, pass_context, read_file_arg, store_options
+from shiftroute.engine.context import Limits
+from shiftroute.errors import PKIError, UsageError
+from shiftroute.pki.pem import load_certificates
+from shiftroute.routing.contexts import TLS_PROFILES
+from shiftroute.store import resolve_store_url, state_home
+
+log = logging.getLogger("shiftroute.serve")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _domains(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(d.strip().lower() for v in values for d in v.split(",") if d.strip())
+
+
+@click.command("serve")
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Plain-HTTP listener (OpenShift: 80). 0 picks a free port.",
+)
+@click.option(
+    "--https-port",
+    type=click.IntRange(0, 65535),
+    default=8443,
+    show_default=True,
+    help="TLS listener for edge, reencrypt and passthrough (OpenShift: 443).",
+)
+@click.option(
+    "--admin-port",
+    type=click.IntRange(0, 65535),
+    default=1936,
+    show_default=True,
+    help="/healthz, /healthz/ready and /metrics.",
+)
+@click.option("--bind", default="", metavar="ADDR", help="Address to listen on (default: all interfaces).")
+@click.option(
+    "--domain",
+    default="apps.localhost",
+    show_default=True,
+    help="Router domain: routes without a host get <name>-<namespace>.<domain>.",
+)
+@click.option(
+    "--default-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Default certificate (PEM); default: a self-signed *.<domain> kept in --state-dir.",
+)
+@click.option(
+    "--default-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Key of --default-cert.",
+)
+@click.option(
+    "--service-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA that signs service certificates: reencrypt routes without destinationCACertificate "
+    "verify the endpoint against it, with the name <service>.<namespace>.svc.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Worker processes sharing the ports (SO_REUSEPORT).",
+)
+@click.option(
+    "--router-name",
+    default="default",
+    show_default=True,
+    help="This router's name in route status (status.ingress[].routerName).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the generated default certificate lives (default: $XDG_STATE_HOME/shiftroute).",
+)
+@click.option(
+    "--tls-profile",
+    type=click.Choice(TLS_PROFILES),
+    default="intermediate",
+    show_default=True,
+    help="Client-side TLS: old (TLS 1.1+), intermediate (TLS 1.2+), modern (TLS 1.3).",
+)
+@click.option(
+    "--insecure-skip-backend-verify",
+    is_flag=True,
+    help="Admit reencrypt routes with no way to verify the endpoint, and do not verify them. "
+    "For testing only (OpenShift does this silently; shiftroute refuses such routes otherwise).",
+)
+@click.option("--allow-wildcard-routes", is_flag=True, help="Admit routes with wildcardPolicy Subdomain.")
+@click.option(
+    "--disable-namespace-ownership-check",
+    is_flag=True,
+    help="Let routes in different namespaces share a host (on different paths).",
+)
+@click.option(
+    "--allowed-domains",
+    multiple=True,
+    metavar="DOMAINS",
+    help="Only admit hosts in these domains (comma-separated, repeatable).",
+)
+@click.option(
+    "--denied-domains",
+    multiple=True,
+    metavar="DOMAINS",
+    help="Never admit hosts in these domains (comma-separated, repeatable).",
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=50_000,
+    show_default=True,
+    help="Client connections per worker; above it new connections are refused.",
+)
+@click.option(
+    "--drain-grace",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="On SIGTERM: seconds to keep accepting after readiness turns false.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM: seconds in-flight requests get to finish before connections are cut.",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="When ready, write the bound ports here as JSON (handy with port 0).",
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+@click.option("--worker-index", type=int, default=None, hidden=True)
+@store_options
+@pass_context
+@handle_errors
+def serve(ctx: Context, **opts: object) -> None:
+    """Run the router: watch the store and serve its routes.
+
+    \b
+    HTTP listener:  plain-HTTP routes; edge/reencrypt routes with insecure policy Allow (Redirect: 302).
+    HTTPS listener: reads the ClientHello; SNI of a passthrough route relays the TLS stream untouched;
+                    otherwise TLS ends here with the route's certificate or the default one, then plain
+                    HTTP (edge) or a new, verified TLS connection (reencrypt) to the endpoint.
+    Changes in the store apply in milliseconds, without dropping a connection.
+    Signals: SIGTERM/SIGINT drain and exit; SIGHUP reloads the default certificate.
+    """
+    setup_logging(str(opts["log_level"]))
+    workers = int(opts["workers"])  # type: ignore[call-overload]
+    worker_index = opts["worker_index"]
+    if workers > 1 and worker_index is None:
+        if 0 in (opts["http_port"], opts["https_port"], opts["admin_port"]):
+            raise UsageError("--workers > 1 needs fixed ports (port 0 would give each worker its own port)")
+        sys.exit(_supervise(workers))
+    service_ca = ""
+    if opts["service_ca"]:
+        service_ca = read_file_arg("--service-ca", str(opts["service_ca"]))
+        try:
+            load_certificates(service_ca, "--service-ca")
+        except PKIError as exc:
+            raise UsageError(str(exc)) from None
+    options = RouterOptions(
+        router_name=str(opts["router_name"]),
+        domain=str(opts["domain"]).lower().strip("."),
+        allow_wildcard_routes=bool(opts["allow_wildcard_routes"]),
+        disable_namespace_ownership_check=bool(opts["disable_namespace_ownership_check"]),
+        allowed_domains=_domains(opts["allowed_domains"]),  # type: ignore[arg-type]
+        denied_domains=_domains(opts["denied_domains"]),  # type: ignore[arg-type]
+        has_service_ca=bool(service_ca),
+        insecure_skip_backend_verify=bool(opts["insecure_skip_backend_verify"]),
+    )
+    from shiftroute.engine.router import Router, RouterConfig
+
+    config = RouterConfig(
+        store_url=resolve_store_url(ctx.store_url),
+        options=options,
+        bind=str(opts["bind"]),
+        http_port=int(opts["http_port"]),  # type: ignore[call-overload]
+        https_port=int(opts["https_port"]),  # type: ignore[call-overload]
+        admin_port=int(opts["admin_port"]),  # type: ignore[call-overload]
+        state_dir=opts["state_dir"] or state_home(),  # type: ignore[arg-type]
+        default_cert=opts["default_cert"],  # type: ignore[arg-type]
+        default_key=opts["default_key"],  # type: ignore[arg-type]
+        service_ca=service_ca,
+        tls_profile=str(opts["tls_profile"]),
+        limits=Limits(max_connections=int(opts["max_connections"])),  # type: ignore[call-overload]
+        access_log=bool(opts["access_log"]),
+        drain_grace=float(opts["drain_grace"]),  # type: ignore[arg-type]
+        drain_timeout=float(opts["drain_timeout"]),  # type: ignore[arg-type]
+        worker_index=int(worker_index or 0),  # type: ignore[call-overload]
+        workers=workers,
+        ready_file=opts["ready_file"],  # type: ignore[arg-type]
+    )
+    import uvloop
+
+    try:
+        code = uvloop.run(Router(config).run())
+    except OSError as exc:
+        raise UsageError(f"cannot listen: {exc.strerror or exc}") from None
+    sys.exit(code)
+
+
+def _supervise(workers: int) -> int:
+    """Start the workers, pass signals on, restart a worker that dies, exit with the worst exit code."""
+    base = [sys.executable, "-m", "shiftroute", *sys.argv[1:]]
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        children[index] = subprocess.Popen([*base, "--worker-index", str(index)])
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for index in range(workers):
+        spawn(index)
+    codes: dict[int, int] = {}
+    while True:
+        for index, child in list(children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            if stopping:
+                codes[index] = code
+                del children[index]
+            else:
+                log.error("worker %d exited with %d; restarting it", index, code)
+                time.sleep(0.5)
+                spawn(index)
+        if stopping and not children:
+            return max(codes.values(), default=0)
+        time.sleep(0.1)

@@ -1,0 +1,409 @@
+"""The client-facing listeners: HTTP (plain) and HTTPS (ClientHello inspection, then passthrough relay or
+TLS termination), one asyncio Protocol per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from typing import Any, cast
+
+from shiftroute.engine.context import RouterContext
+from shiftroute.engine.http_session import HttpSession
+from shiftroute.engine.relay import RelayUpstream
+from shiftroute.engine.tls import TlsLayer
+from shiftroute.engine.upstream import describe_connect_error
+from shiftroute.protocol import responses
+from shiftroute.protocol.tls_hello import ClientHelloError, NotTLSError, parse_client_hello
+from shiftroute.routing.table import Backend, Server
+
+log = logging.getLogger("shiftroute.engine")
+
+
+class _ClientBase(asyncio.Protocol):
+    """What both listeners share: the Downstream interface of HttpSession, limits and bookkeeping."""
+
+    secure = False
+
+    def __init__(self, ctx: RouterContext) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+        self.session: HttpSession | None = None
+        self.peer_ip = ""
+        self.local_port = 0
+        self.sni: str | None = None
+        self.writing_paused = False
+        self._reading_paused = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.peer_ip = str(peer[0])
+        self.local_port = int(local[1])
+        counters = self.ctx.counters
+        if len(self.ctx.connections) >= self.ctx.limits.max_connections:
+            # hardening.md rule 15: above the limit new connections are refused; open ones keep working.
+            counters.connections_refused += 1
+            self.transport.abort()
+            return
+        self.ctx.connections.add(self)
+        counters.connections_total += 1
+        counters.connections_current += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self in self.ctx.connections:
+            self.ctx.connections.discard(self)
+            self.ctx.counters.connections_current -= 1
+        if self.session is not None:
+            self.session.connection_lost()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.session is not None:
+            self.session.client_writable()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def finish(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        """No request in flight: safe to close when draining."""
+        session = self.session
+        return session is None or (not session.queue and session.tunnel is None)
+
+
+class HttpClientProtocol(_ClientBase):
+    """The HTTP listener (OpenShift: port 80)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self in self.ctx.connections:
+            self.session = HttpSession(self.ctx, self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.feed(data)
+
+    def eof_received(self) -> bool:
+        if self.session is not None:
+            self.session.peer_eof()
+        return True
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+
+class HttpsClientProtocol(_ClientBase):
+    """The HTTPS listener (OpenShift: port 443): read the ClientHello without terminating; relay it to a
+    passthrough route chosen by SNI, or terminate TLS with the route's or the default certificate."""
+
+    secure = True
+
+    def __init__(self, ctx: RouterContext, default_context: Any) -> None:
+        super().__init__(ctx)
+        self._default_context = default_context  # a callable returning the current default SSLContext
+        self._hello = bytearray()
+        self._tls: TlsLayer | None = None
+        self._relay: RelayUpstream | None = None
+        self._relay_buffer: list[bytes] = []
+        self._phase = "hello"
+        self._timer: asyncio.TimerHandle | None = None
+        self._client_eof = False
+        self._backend: Backend | None = None
+        self._tried: frozenset[str] = frozenset()
+        self._idle_deadline = 0.0
+        self._relay_server: Server | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self in self.ctx.connections:
+            loop = asyncio.get_running_loop()
+            # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
+            self._timer = loop.call_later(self.ctx.limits.hello_timeout, self._hello_timeout)
+
+    def _hello_timeout(self) -> None:
+        self._timer = None
+        if self._phase in ("hello", "handshake") and self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._relay is not None:
+            self._relay.abort()
+        super().connection_lost(exc)
+
+    @property
+    def idle(self) -> bool:
+        return self._phase in ("hello", "handshake") or (self._phase == "http" and super().idle)
+
+    # -- bytes in ------------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        phase = self._phase
+        if phase == "http":
+            self._decrypt(data)
+        elif phase == "relay":
+            self._relay_in(data)
+        elif phase == "hello":
+            self._hello_in(data)
+        elif phase == "handshake":
+            self._decrypt(data)
+
+    def eof_received(self) -> bool:
+        self._client_eof = True
+        if self._phase == "relay":
+            if self._relay is not None:
+                self._relay.write_eof()
+                if self._relay.eof:
+                    self.finish()
+            return True
+        if self._phase == "http" and self.session is not None:
+            self.session.peer_eof()
+            return True
+        return False
+
+    def _hello_in(self, data: bytes) -> None:
+        self._hello += data
+        try:
+            hello = parse_client_hello(self._hello)
+        except NotTLSError:
+            # Plain HTTP on the HTTPS port: say so in plain HTTP, then close.
+            self.send_raw(responses.error(400, "this port speaks TLS (use https://)"))
+            self.finish()
+            return
+        except ClientHelloError as exc:
+            log.debug("client %s: bad ClientHello: %s", self.peer_ip, exc)
+            self.abort()
+            return
+        if hello is None:
+            return
+        table = self.ctx.holder.current
+        sni = hello.sni
+        self.sni = sni
+        backend = table.match_passthrough(sni) if sni else None
+        if backend is not None:
+            self._start_relay(backend)
+            return
+        context = (table.serving_context(sni) if sni else None) or self._default_context()
+        self._phase = "handshake"
+        buffered = bytes(self._hello)
+        self._hello = bytearray()
+        self._tls = TlsLayer(context, server_side=True)
+        self._decrypt(buffered)
+
+    def _decrypt(self, data: bytes) -> None:
+        tls = self._tls
+        assert tls is not None
+        try:
+            pieces, out, peer_closed = tls.feed(data)
+        except ssl.SSLError as exc:
+            log.debug("client %s: TLS handshake failed: %s", self.peer_ip, exc)
+            if out := tls.close_notify():
+                self.send_raw(out)
+            self.abort()
+            return
+        if out:
+            self.send_raw(out)
+        if self._phase == "handshake" and tls.handshake_done:
+            self._phase = "http"
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self.session = HttpSession(self.ctx, self)
+        session = self.session
+        if session is not None:
+            for piece in pieces:
+                session.feed(piece)
+                if session.closed:
+                    return
+            if peer_closed:
+                session.peer_eof()
+
+    # -- Downstream (HttpSession writes through TLS) ----------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def send(self, data: bytes) -> None:
+        if self._tls is not None and self.transport is not None and not self.closed:
+            self.transport.write(self._tls.encrypt(data))
+
+    def finish(self) -> None:
+        if self._tls is not None and self._phase == "http" and self.transport is not None and not self.closed:
+            self.send_raw(self._tls.close_notify())
+        super().finish()
+
+    # -- passthrough relay ---------------------------------------------------------------------------
+
+    def _start_relay(self, backend: Backend) -> None:
+        self._phase = "relay"
+        self._backend = backend
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._admit(backend):
+            self.abort()
+            return
+        self._relay_buffer = [bytes(self._hello)]
+        self._hello = bytearray()
+        self.pause_reading()
+        self._connect_relay()
+
+    def _admit(self, backend: Backend) -> bool:
+        if backend.allowlist is not None:
+            address = ipaddress.ip_address(self.peer_ip)
+            if not any(address in net for net in backend.allowlist):
+                self.ctx.counters.connections_refused += 1
+                return False
+        limits = backend.rate_limits
+        return not limits.rate_tcp or self.ctx.rates.allow(
+            backend.label, self.peer_ip, "tcp", limits.rate_tcp, 3.0
+        )
+
+    def _connect_relay(self) -> None:
+        backend = self._backend
+        assert backend is not None
+        server = self.ctx.registry.choose(backend, self.peer_ip, self._tried)
+        if server is None:
+            why = "no endpoints" if not backend.servers else "no endpoint available"
+            self.ctx.log_failure(backend, "-", why)
+            self.abort()
+            return
+        self._tried = self._tried | {server.id}
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._open_relay(server, backend.timeouts.connect))
+        task.add_done_callback(lambda t: self._relay_connected(server, t))
+
+    async def _open_relay(self, server: Server, timeout: float) -> RelayUpstream:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            _transport, relay = await loop.create_connection(
+                lambda: RelayUpstream(self), server.address, server.port
+            )
+        return relay
+
+    def _relay_connected(self, server: Server, task: asyncio.Task[RelayUpstream]) -> None:
+        backend = self._backend
+        assert backend is not None
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if self.closed:
+            if exc is None:
+                task.result().abort()
+            return
+        if exc is not None:
+            self.ctx.registry.connect_failed(server)
+            self.ctx.log_failure(backend, server.label, describe_connect_error(exc))
+            if len(self._tried) < self.ctx.limits.max_connect_attempts and self.ctx.registry.candidates(
+                backend, self._tried
+            ):
+                self._connect_relay()
+            else:
+                self.abort()
+            return
+        self.ctx.registry.connect_succeeded(server)
+        relay = task.result()
+        self._relay = relay
+        self.ctx.registry.state(server).active += 1
+        self._relay_server = server
+        for piece in self._relay_buffer:
+            relay.write(piece)
+        self._relay_buffer = []
+        if self._client_eof:
+            relay.write_eof()
+        self.resume_reading()
+        self._arm_idle(backend.timeouts.tunnel)
+        self.ctx.log_request(
+            backend, server.label, b"TLS", (self.sni or "").encode(), 0, 0, time.monotonic(), self.peer_ip
+        )
+
+    def _arm_idle(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_deadline = loop.time() + seconds
+        if self._timer is None:
+            self._timer = loop.call_at(self._idle_deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._idle_deadline:
+            self._timer = loop.call_at(self._idle_deadline, self._idle_check)
+            return
+        self.abort()
+
+    def _relay_in(self, data: bytes) -> None:
+        relay = self._relay
+        if relay is None:
+            self._relay_buffer.append(data)
+            return
+        self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+        relay.write(data)
+
+    def _tunnel_timeout(self) -> float:
+        return self._backend.timeouts.tunnel if self._backend is not None else 3600.0
+
+    # RelayPeer: the upstream side calls these.
+    def relay_data(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+            self.transport.write(data)
+            if self.writing_paused and self._relay is not None and self._relay.transport is not None:
+                self._relay.transport.pause_reading()
+
+    def relay_eof(self) -> None:
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self._client_eof:
+            self.finish()
+        else:
+            # routes.md §7: client-fin/server-fin 1 s once one side has finished.
+            self._arm_idle(self.ctx.limits.client_fin_timeout)
+            self._idle_deadline = asyncio.get_running_loop().time() + self.ctx.limits.client_fin_timeout
+
+    def relay_closed(self) -> None:
+        server = self._relay_server
+        if server is not None:
+            state = self.ctx.registry.state(server)
+            state.active = max(0, state.active - 1)
+            self._relay_server = None
+        self.finish()
+
+    def relay_paused(self, paused: bool) -> None:
+        if paused:
+            self.pause_reading()
+        else:
+            self.resume_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._phase == "relay" and self._relay is not None and self._relay.transport is not None:
+            self._relay.transport.resume_reading()

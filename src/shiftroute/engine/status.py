@@ -1,0 +1,188 @@
+"""Writing back what this router decided: each route's `status.ingress[]` entry for this router (only
+when it changed, routes.md §3), and the router's own registration with a heartbeat, so `shiftroute get
+routers`, diagnose and the demo find where routes are served.
+
+Runs in its own thread with its own store connection; the latest verdicts replace older pending ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from shiftroute import __version__
+from shiftroute.admission import RouterOptions, Verdict
+from shiftroute.api.objects import API_VERSIONS, KIND_ROUTE, KIND_ROUTER, ObjectKey
+from shiftroute.errors import ConflictError, NotFoundError, ShiftrouteError
+from shiftroute.store import Store, open_store
+from shiftroute.store.base import now_rfc3339
+
+log = logging.getLogger("shiftroute.status")
+
+HEARTBEAT_INTERVAL = 5.0
+
+
+def desired_entry(verdict: Verdict, options: RouterOptions) -> dict[str, Any]:
+    condition: dict[str, Any] = {"type": "Admitted", "status": "True" if verdict.admitted else "False"}
+    if not verdict.admitted:
+        condition["reason"] = verdict.reason
+        condition["message"] = verdict.message
+    return {
+        "host": verdict.host,
+        "routerName": options.router_name,
+        "wildcardPolicy": verdict.route.spec.wildcard_policy,
+        "routerCanonicalHostname": options.canonical_hostname,
+        "conditions": [condition],
+    }
+
+
+def _comparable(entry: Mapping[str, Any]) -> tuple[object, ...]:
+    conditions = tuple(
+        (c.get("type"), c.get("status"), c.get("reason", ""), c.get("message", ""))
+        for c in entry.get("conditions") or []
+    )
+    return (entry.get("host"), entry.get("wildcardPolicy"), entry.get("routerCanonicalHostname"), conditions)
+
+
+def merge_entry(status: Mapping[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The route status with this router's entry replaced; None when nothing would change. Entries of
+    other routers are kept as they are (each router writes only its own)."""
+    current = dict(status or {})
+    ingress = [dict(i) for i in current.get("ingress") or []]
+    name = entry["routerName"]
+    mine = next((i for i in ingress if i.get("routerName") == name), None)
+    if mine is not None and _comparable(mine) == _comparable(entry):
+        return None
+    old_conditions = {c.get("type"): c for c in (mine or {}).get("conditions") or []}
+    for condition in entry["conditions"]:
+        old = old_conditions.get(condition["type"])
+        same = old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime")
+        condition["lastTransitionTime"] = old["lastTransitionTime"] if same and old else now_rfc3339()
+    ingress = [i for i in ingress if i.get("routerName") != name] + [entry]
+    current["ingress"] = ingress
+    return current
+
+
+class StatusWriter:
+    def __init__(self, store_url: str | None, options: RouterOptions, registration: dict[str, Any]) -> None:
+        self.store_url = store_url
+        self.options = options
+        self.registration = registration
+        self._pending: dict[ObjectKey, Verdict] | None = None
+        self._written: dict[ObjectKey, tuple[object, ...]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._phase = "Running"
+        self._thread = threading.Thread(target=self._run, name="shiftroute-status", daemon=True)
+        self._store: Store | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, verdicts: dict[ObjectKey, Verdict]) -> None:
+        with self._lock:
+            self._pending = verdicts
+        self._wake.set()
+
+    def set_phase(self, phase: str) -> None:
+        self._phase = phase
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Mark the router stopped in its registration, then end the thread."""
+        self._phase = "Stopped"
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        next_beat = 0.0
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                if self._store is None:
+                    self._store = open_store(self.store_url)
+                now = time.monotonic()
+                if now >= next_beat or stopping:
+                    self._heartbeat(self._store)
+                    next_beat = now + HEARTBEAT_INTERVAL
+                with self._lock:
+                    verdicts, self._pending = self._pending, None
+                if verdicts is not None and not stopping and not self._write_statuses(self._store, verdicts):
+                    with self._lock:  # retry later unless newer verdicts arrived meanwhile
+                        self._pending = self._pending or verdicts
+            except ShiftrouteError as exc:
+                log.warning("status update failed: %s (will retry)", exc)
+                self._store = None
+            except Exception:
+                log.exception("status writer error")
+                self._store = None
+            if stopping:
+                break
+            self._wake.wait(timeout=min(HEARTBEAT_INTERVAL, 1.0) if self._pending else HEARTBEAT_INTERVAL)
+            self._wake.clear()
+        if self._store is not None:
+            self._store.close()
+
+    def _heartbeat(self, store: Store) -> None:
+        name = self.options.router_name
+        manifest = {
+            "apiVersion": API_VERSIONS[KIND_ROUTER],
+            "kind": KIND_ROUTER,
+            "metadata": {"name": name, "namespace": ""},
+            "spec": {
+                **self.registration,
+                "domain": self.options.domain,
+                "version": __version__,
+                "pid": os.getpid(),
+                "hostname": socket.gethostname(),
+            },
+        }
+        try:
+            current = store.get(KIND_ROUTER, "", name)
+        except NotFoundError:
+            current = None
+        if current is None or current.get("spec") != manifest["spec"]:
+            store.apply([manifest])
+        store.update_status(KIND_ROUTER, "", name, {"heartbeat": now_rfc3339(), "phase": self._phase})
+
+    def _write_statuses(self, store: Store, verdicts: dict[ObjectKey, Verdict]) -> bool:
+        ok = True
+        for key, verdict in verdicts.items():
+            entry = desired_entry(verdict, self.options)
+            wanted = _comparable(entry)
+            if self._written.get(key) == wanted:
+                continue
+            try:
+                self._write_one(store, key, entry)
+                self._written[key] = wanted
+            except NotFoundError:
+                self._written.pop(key, None)  # deleted meanwhile
+            except ConflictError:
+                ok = False
+        for key in [k for k in self._written if k not in verdicts]:
+            del self._written[key]
+        return ok
+
+    def _write_one(self, store: Store, key: ObjectKey, entry: dict[str, Any]) -> None:
+        for _attempt in range(5):
+            manifest = store.get(KIND_ROUTE, key.namespace, key.name)
+            merged = merge_entry(
+                manifest.get("status"), dict(entry, conditions=[dict(c) for c in entry["conditions"]])
+            )
+            if merged is None:
+                return
+            try:
+                store.update_status(
+                    KIND_ROUTE, key.namespace, key.name, merged, manifest["metadata"].get("resourceVersion")
+                )
+                return
+            except ConflictError:
+                continue  # a concurrent change (another router's entry, a spec edit): read again
+        raise ConflictError(f"route {key.namespace}/{key.name}: status kept changing; will retry")
