@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port, require_binary, wait_until
+from tests.conftest import free_port, require_binary, wait_until
 
 STARTUP_TIMEOUT = 30.0
 HEARTBEAT_MS = 50

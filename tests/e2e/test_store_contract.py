@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from etcd_cluster import Cluster, etcd_single  # noqa: F401 - a fixture, used by name
 
 from shiftroute.errors import AlreadyExistsError, CompactedError, ConflictError, NotFoundError
 from shiftroute.store import Store
 from shiftroute.store.base import EventList, Watch
 from shiftroute.store.etcd import EtcdStore
 from shiftroute.store.sqlite import SqliteStore
+from tests.e2e.etcd_cluster import Cluster, etcd_single  # noqa: F401 - a fixture, used by name
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from etcd_cluster import (
+
+from shiftroute.errors import AlreadyExistsError, StoreError, StoreUnavailableError, UsageError
+from shiftroute.store import open_store
+from shiftroute.store.etcd import DEFAULT_PREFIX, EtcdStore, parse_url
+from shiftroute.store.etcd_client import AmbiguousWriteError, EtcdClient
+from shiftroute.store.sqlite import SqliteStore
+from tests.conftest import free_port, wait_until
+from tests.e2e.etcd_cluster import (
     Cluster,
     Member,
     etcd_cluster3,  # noqa: F401 - a fixture, used by name
@@ -21,14 +28,7 @@ from etcd_cluster import (
     raw_get,
     running_cluster,
 )
-from test_store_contract import collect, route, service, summary
-
-from conftest import free_port, wait_until
-from shiftroute.errors import AlreadyExistsError, StoreError, StoreUnavailableError, UsageError
-from shiftroute.store import open_store
-from shiftroute.store.etcd import DEFAULT_PREFIX, EtcdStore, parse_url
-from shiftroute.store.etcd_client import AmbiguousWriteError, EtcdClient
-from shiftroute.store.sqlite import SqliteStore
+from tests.e2e.test_store_contract import collect, route, service, summary
 
 pytestmark = pytest.mark.e2e
 
@@ -334,6 +334,7 @@ def test_every_acknowledged_write_survives_leader_changes(etcd_cluster3: Cluster
         target = len(acknowledged) + count
         wait_until(lambda: len(acknowledged) >= target, WAIT, f"{count} more acknowledged writes")
 
+    live = store.watch(["Route"], start)  # reads through every leader change and the leader's crash
     thread = threading.Thread(target=writer)
     thread.start()
     try:
@@ -358,13 +359,18 @@ def test_every_acknowledged_write_survives_leader_changes(etcd_cluster3: Cluster
     assert set(acknowledged) <= stored, sorted(set(acknowledged) - stored)
     for name in acknowledged[:: max(1, len(acknowledged) // 20)]:
         assert store.get("Route", "default", name)["metadata"]["name"] == name
-    watch = store.watch(["Route"], start)
     try:
-        events = collect(watch, len(stored))
+        live_events = collect(live, len(stored))
+        replay = store.watch(["Route"], start)
+        try:
+            replayed = collect(replay, len(stored))
+        finally:
+            replay.close()
     finally:
-        watch.close()
+        live.close()
         store.close()
-    assert sorted(names(events)) == sorted(stored), "each stored object was added exactly once"
+    assert sorted(names(live_events)) == sorted(stored), "each stored object was added exactly once"
+    assert names(replayed) == names(live_events), "the same history, in the same order"
 
 
 # -- shiftroute store migrate -------------------------------------------------------------------------

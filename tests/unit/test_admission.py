@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from conftest import require_binary
 from shiftroute.admission import (
     EXTENDED_VALIDATION_FAILED,
     HOST_ALREADY_CLAIMED,
@@ -25,6 +24,7 @@ from shiftroute.admission import (
 )
 from shiftroute.api.objects import ObjectKey, Route
 from shiftroute.pki.issue import make_ca, make_leaf
+from tests.conftest import require_binary
 
 OPTS = RouterOptions(domain="apps.example.com")
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)

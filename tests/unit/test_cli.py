@@ -49,6 +49,7 @@ def pem_files(tmp_path: Path) -> dict[str, Path]:
     write_pair(make_leaf(ca, "www.example.com", []), d, "tls")
     start = datetime.now(UTC) - timedelta(days=400)
     write_pair(make_leaf(ca, "old.example.com", [], days=30, not_before=start), d, "expired")
+    write_pair(make_leaf(ca, "soon.example.com", [], days=10), d, "soon")
     (d / "notes.txt").write_text("this is not a certificate\n")
     return {p.name: p for p in d.iterdir()}
 
@@ -288,13 +289,13 @@ def test_get_all_namespaces_and_namespace_option(cli: Run, web: None) -> None:
     )
 
 
-@pytest.mark.parametrize("fmt", ["yaml", "json"])
 def strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Objects without what the store assigns anew on create (resourceVersion, generation)."""
     server = ("resourceVersion", "generation")
     return [{**m, "metadata": {k: v for k, v in m["metadata"].items() if k not in server}} for m in items]
 
 
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_get_output_round_trips_through_apply(
     cli: Run, web: None, pem_files: dict[str, Path], fmt: str
 ) -> None:
@@ -366,6 +367,21 @@ def test_apply_lists_every_bad_document(cli: Run, tmp_path: Path) -> None:
     assert "document 1" in err and "spec.path" in err
     assert "document 2" in err and "spec.host" in err
     assert "document 3" not in err
+
+
+def test_hand_written_manifest_with_empty_maps(cli: Run, tmp_path: Path) -> None:
+    # In YAML a bare `annotations:` or `metadata:` is null, not an empty map.
+    (tmp_path / "empty.yaml").write_text(
+        "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata:\n  name: web\n  annotations:\n  labels:\n"
+        "spec:\n  to: {kind: Service, name: web}\n"
+    )
+    ok(cli, "apply", "-f", "empty.yaml")
+    ok(cli, "annotate", "route", "web", "a=b")
+    assert get_json(cli, "route", "web")["metadata"]["annotations"] == {"a": "b"}
+    (tmp_path / "nometa.yaml").write_text(
+        "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata:\nspec:\n  to: {kind: Service, name: web}\n"
+    )
+    assert "metadata.name: required" in one_line(fails(cli, "apply", "-f", "nometa.yaml"))
 
 
 def test_apply_unreadable_input(cli: Run, tmp_path: Path) -> None:
@@ -441,6 +457,22 @@ def test_describe_route_shows_certificates_and_flags_expiry(
     old = ok(cli, "describe", "route", "old")
     assert "subject:  CN=old.example.com" in old
     assert "WARNING: expired on" in old
+    ok(
+        cli,
+        "create",
+        "route",
+        "edge",
+        "soon",
+        "--service",
+        "web",
+        "--hostname",
+        "soon.example.com",
+        "--cert",
+        str(pem_files["soon.crt"]),
+        "--key",
+        str(pem_files["soon.key"]),
+    )
+    assert "WARNING: expires in 10 days" in ok(cli, "describe", "route", "soon")
     listing = cli("get", "routes")
     assert (
         "Warning: route default/old: spec.tls.certificate (CN=old.example.com) expired on" in listing.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_binary
+from tests.conftest import require_binary
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -85,6 +85,14 @@ VALID_ROUTES = [
     pytest.param(
         {"tls": tls("reencrypt", insecureEdgeTerminationPolicy="Allow")}, id="reencrypt-insecure-allow"
     ),
+    pytest.param(
+        {
+            "path": "/api",
+            "tls": tls("reencrypt", destinationCACertificate="ca"),
+            "httpHeaders": {"actions": {"request": [action("X-Forwarded-Client", "Set", "router")]}},
+        },
+        id="reencrypt-with-path-and-headers",
+    ),
     pytest.param({"tls": tls("passthrough")}, id="passthrough"),
     pytest.param(
         {"tls": tls("passthrough", insecureEdgeTerminationPolicy="Redirect")},

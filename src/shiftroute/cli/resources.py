@@ -325,7 +325,10 @@ def apply(ctx: Context, filenames: tuple[str, ...]) -> None:
     manifests: list[dict[str, Any]] = []
     for doc in docs:
         manifest = doc.manifest
-        meta = manifest.setdefault("metadata", {})
+        meta = manifest.get("metadata")
+        if not isinstance(meta, dict):
+            # A bare `metadata:` in YAML is null; validation below then names what is missing.
+            meta = manifest["metadata"] = {}
         if not meta.get("namespace"):
             meta["namespace"] = ctx.ns
         elif ctx.namespace and meta["namespace"] != ctx.namespace:
@@ -403,7 +406,9 @@ def annotate(ctx: Context, resource: str, name: str, pairs: tuple[str, ...], ove
     sets, removes = _parse_annotation_args(pairs)
     for _attempt in range(5):
         manifest = ctx.store.get(kind, ctx.ns, name)
-        current = manifest["metadata"].setdefault("annotations", {})
+        # `annotations:` left empty in a hand-written manifest is stored as null.
+        current = manifest["metadata"].get("annotations") or {}
+        manifest["metadata"]["annotations"] = current
         for key, value in sets.items():
             if key in current and current[key] != value and not overwrite:
                 raise UsageError(f"{key} already has a value ({current[key]}), and --overwrite is false")

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+import time
 from typing import Any, cast
 
 from shiftroute.engine.context import RouterContext

@@ -262,11 +262,11 @@ class EtcdStore:
             except AmbiguousWriteError as exc:
                 ambiguous = exc
                 if time.monotonic() >= deadline:
-                    raise self._client.unavailable({}, ambiguous=True) from None
-                continue  # the same compare makes a second try safe; see below for telling who won
+                    raise self._client.unavailable(exc.problems, ambiguous=True) from None
+                continue  # the same compare makes a second try safe; _ours tells who won
             except StoreUnavailableError:
                 if ambiguous is not None:
-                    raise self._client.unavailable({}, ambiguous=True) from None
+                    raise self._client.unavailable(ambiguous.problems, ambiguous=True) from None
                 raise
             if result.succeeded:
                 return result.revision

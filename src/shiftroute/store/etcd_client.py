@@ -41,6 +41,10 @@ _BACKOFF_MAX = 0.5
 class AmbiguousWriteError(StoreUnavailableError):
     """A write was sent but no answer came back: it may or may not have been applied."""
 
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = dict(problems or {})
+
 
 class RevisionCompactedError(StoreError):
     """A read or compaction named a revision etcd no longer keeps."""
@@ -217,7 +221,8 @@ class EtcdClient:
                 except _Sent as exc:
                     problems[name] = f"no answer ({exc})"
                     if write:
-                        raise AmbiguousWriteError(self._message(problems, ambiguous=True)) from None
+                        self._preferred = (index + 1) % len(self.endpoints)  # the retry goes elsewhere
+                        raise AmbiguousWriteError(self._message(problems, ambiguous=True), problems) from None
                     continue
                 if status == 200:
                     self._preferred = index
@@ -231,7 +236,8 @@ class EtcdClient:
                 problems[name] = message
                 if write:
                     # "request timed out" and "leader changed" are given after the proposal was made.
-                    raise AmbiguousWriteError(self._message(problems, ambiguous=True))
+                    self._preferred = (index + 1) % len(self.endpoints)
+                    raise AmbiguousWriteError(self._message(problems, ambiguous=True), problems)
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, _BACKOFF_MAX)
 
