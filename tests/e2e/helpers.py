@@ -11,8 +11,15 @@ from tests.e2e.support.client import Response, get
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def wait_serving(port: int, host: str, tls: bool = False, status: int = 200, path: str = "/",
-                 timeout: float = 10.0, sni: str | None = "") -> Response:
+def wait_serving(
+    port: int,
+    host: str,
+    tls: bool = False,
+    status: int = 200,
+    path: str = "/",
+    timeout: float = 10.0,
+    sni: str | None = "",
+) -> Response:
     """Wait (bounded) until a request answers `status`; returns that response."""
 
     def probe() -> Response | None:

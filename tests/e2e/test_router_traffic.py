@@ -25,7 +25,17 @@ def cn(response_cert: object) -> str:
 def test_edge_route_terminates_tls_and_sends_plain_http(cli: Cli, router: RouterProcess) -> None:
     with Backend() as backend:
         service(cli, "web", 8080, backend.address)
-        cli("create", "route", "edge", "web", "--service", "web", "--hostname", "web.apps.localhost", check=True)
+        cli(
+            "create",
+            "route",
+            "edge",
+            "web",
+            "--service",
+            "web",
+            "--hostname",
+            "web.apps.localhost",
+            check=True,
+        )
         response = wait_serving(router.https, "web.apps.localhost", tls=True)
         assert response.body == b"Hello"
         assert cn(response.peer_cert) == "*.apps.localhost"  # the router's generated default certificate
@@ -44,8 +54,16 @@ def test_reencrypt_with_seed_certificates(cli: Cli, router: RouterProcess, tmp_p
     certs = seed_certs(tmp_path / "seed")
     with Backend(tls=certs.server_context()) as backend:
         service(cli, "httpd", 443, backend.address)
-        cli("create", "route", "reencrypt", "httpd", "--service=httpd", "--hostname=httpd-rencrypt.ayush.com",
-            f"--dest-ca-cert={certs.ca_crt}", check=True)
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "httpd",
+            "--service=httpd",
+            "--hostname=httpd-rencrypt.ayush.com",
+            f"--dest-ca-cert={certs.ca_crt}",
+            check=True,
+        )
         response = wait_serving(router.https, "httpd-rencrypt.ayush.com", tls=True)
         assert response.body == b"Hello"
         # The client sees the router's certificate, the application saw TLS from the router.
@@ -63,7 +81,9 @@ def test_reencrypt_with_seed_certificates(cli: Cli, router: RouterProcess, tmp_p
         pytest.param("closed-port", id="reencrypt-closed-port-503"),
     ],
 )
-def test_reencrypt_failures_give_503_and_a_log_line(case: str, cli: Cli, router: RouterProcess, tmp_path: Path) -> None:
+def test_reencrypt_failures_give_503_and_a_log_line(
+    case: str, cli: Cli, router: RouterProcess, tmp_path: Path
+) -> None:
     certs = seed_certs(tmp_path / "seed")
     other = seed_certs(tmp_path / "other", ca_cn="otherCA", prefix="other")
     dest_ca = other.ca_crt if case == "wrong-ca" else certs.ca_crt
@@ -73,8 +93,16 @@ def test_reencrypt_failures_give_503_and_a_log_line(case: str, cli: Cli, router:
         if case == "closed-port":
             backend.stop()
         service(cli, "httpd", 443, endpoint)
-        cli("create", "route", "reencrypt", "httpd", "--service=httpd", "--hostname=app.example.com",
-            f"--dest-ca-cert={dest_ca}", check=True)
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "httpd",
+            "--service=httpd",
+            "--hostname=app.example.com",
+            f"--dest-ca-cert={dest_ca}",
+            check=True,
+        )
         response = wait_serving(router.https, "app.example.com", tls=True, status=503)
         assert b"Application is not available" in response.body
         assert response.header("Cache-Control") == "private, max-age=0, no-cache, no-store"
@@ -93,8 +121,15 @@ def test_passthrough_relays_the_backends_tls(cli: Cli, router: RouterProcess, tm
     certs = seed_certs(tmp_path / "seed")
     with Backend(tls=certs.server_context()) as backend:
         service(cli, "secure", 443, backend.address)
-        cli("create", "route", "passthrough", "secure", "--service=secure", "--hostname=secure.example.com",
-            check=True)
+        cli(
+            "create",
+            "route",
+            "passthrough",
+            "secure",
+            "--service=secure",
+            "--hostname=secure.example.com",
+            check=True,
+        )
         response = wait_serving(router.https, "secure.example.com", tls=True)
         assert cn(response.peer_cert) == "httpd-rencrypt.ayush.com"  # the backend's own certificate
         assert backend.received[-1].sni == "secure.example.com"
@@ -110,14 +145,27 @@ def test_insecure_policies_on_the_http_listener(cli: Cli, router: RouterProcess)
     with Backend() as backend:
         service(cli, "web", 8080, backend.address)
         for name, policy in (("none", "None"), ("allow", "Allow"), ("redirect", "Redirect")):
-            cli("create", "route", "edge", name, "--service", "web", "--hostname", f"{name}.example.com",
-                "--insecure-policy", policy, check=True)
+            cli(
+                "create",
+                "route",
+                "edge",
+                name,
+                "--service",
+                "web",
+                "--hostname",
+                f"{name}.example.com",
+                "--insecure-policy",
+                policy,
+                check=True,
+            )
         wait_serving(router.https, "redirect.example.com", tls=True)
         assert get(router.http, "none.example.com").status == 503
         allowed = get(router.http, "allow.example.com")
         assert allowed.status == 200 and allowed.body == b"Hello"
         # Insecure policy Allow: the cookie is not Secure (routes.md §5).
-        assert allowed.header("Set-Cookie", ).endswith("; path=/; HttpOnly")  # type: ignore[union-attr]
+        assert allowed.header(
+            "Set-Cookie",
+        ).endswith("; path=/; HttpOnly")  # type: ignore[union-attr]
         assert backend.received[-1].header("X-Forwarded-Proto") == "http"
         before = len(backend.received)
         redirect = get(router.http, "redirect.example.com:8080", path="/a/b?c=d")
@@ -135,8 +183,16 @@ def test_path_routing_most_specific_prefix(cli: Cli, router: RouterProcess) -> N
         cli("expose", "service", "api", "--hostname", "shop.example.com", "--path", "/api", check=True)
         cli("expose", "service", "v2", "--hostname", "shop.example.com", "--path", "/api/v2", check=True)
         wait_serving(router.http, "shop.example.com", path="/api/v2/x")
-        cases = {"/": root, "/apix": root, "/api": api, "/api/": api, "/api/users?q=1": api, "/api/v2": v2,
-                 "/api/v2/x": v2, "/api/v22": api}
+        cases = {
+            "/": root,
+            "/apix": root,
+            "/api": api,
+            "/api/": api,
+            "/api/users?q=1": api,
+            "/api/v2": v2,
+            "/api/v2/x": v2,
+            "/api/v22": api,
+        }
         for path, expected in cases.items():
             count = len(expected.received)
             assert get(router.http, "SHOP.example.com.", path=path).status == 200, path

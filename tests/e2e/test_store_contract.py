@@ -233,6 +233,22 @@ def test_apply_reports_created_configured_unchanged(store: Store) -> None:
         assert store.get(key["kind"], "default", key["metadata"]["name"]) == result.manifest
 
 
+@pytest.mark.parametrize(
+    ("second_host", "actions"),
+    [
+        pytest.param("other.example.com", ["created", "configured"], id="changed"),
+        pytest.param("a.example.com", ["created", "unchanged"], id="same"),
+    ],
+)
+def test_apply_of_one_name_twice_builds_on_itself(store: Store, second_host: str, actions: list[str]) -> None:
+    results = store.apply([route("a"), route("a", host=second_host)])
+    assert [r.action for r in results] == actions
+    stored = store.get("Route", "default", "a")
+    assert results[-1].manifest == stored
+    assert stored["spec"]["host"] == second_host
+    assert stored["metadata"]["generation"] == (2 if actions[1] == "configured" else 1)
+
+
 def test_apply_is_all_or_nothing(store: Store) -> None:
     store.create(route("a"))
     before = store.revision()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shiftroute.errors import AlreadyExistsError, StoreError, StoreUnavailableError, UsageError
-from shiftroute.store import open_store
+from shiftroute.store import etcd_watch, open_store
 from shiftroute.store.etcd import DEFAULT_PREFIX, EtcdStore, parse_url
 from shiftroute.store.etcd_client import AmbiguousWriteError, EtcdClient
 from shiftroute.store.sqlite import SqliteStore
@@ -187,6 +187,22 @@ def test_tls_with_client_certificates(tmp_path: Path, monkeypatch: pytest.Monkey
                 anonymous.list("Route")  # etcd asks for a client certificate
         finally:
             anonymous.close()
+
+
+def test_a_silent_watch_reopens_without_losing_or_repeating(
+    single: EtcdStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etcd_watch, "IDLE_REOPEN", 0.3)
+    single.create(route("a"))
+    watch = single.watch(["Route"], single.revision())  # from the revision of "a": it is delivered first
+    try:
+        assert summary(collect(watch, 1)) == [("ADDED", "a")]
+        assert watch.next_batch(1.0) == []  # the stream was reopened a few times meanwhile
+        single.create(route("b"))
+        single.delete("Route", "default", "a")
+        assert summary(collect(watch, 2)) == [("ADDED", "b"), ("DELETED", "a")]
+    finally:
+        watch.close()
 
 
 # -- writes whose answer was lost ---------------------------------------------------------------------

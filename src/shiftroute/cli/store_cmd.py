@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import click
 
 from shiftroute.api.objects import Manifest
-from shiftroute.cli.common import Context, handle_errors, pass_context
+from shiftroute.cli.common import Context, handle_errors, pass_context, store_options
 from shiftroute.errors import UsageError
 from shiftroute.store import Store, open_store, resolve_store_url
 from shiftroute.store.base import key_of
@@ -46,8 +46,9 @@ def store() -> None:
 @click.option("--etcd-cacert", envvar="SHIFTROUTE_ETCD_CACERT", metavar="FILE", help="CA for etcds:// URLs.")
 @click.option("--etcd-cert", envvar="SHIFTROUTE_ETCD_CERT", metavar="FILE", help="Client certificate.")
 @click.option("--etcd-key", envvar="SHIFTROUTE_ETCD_KEY", metavar="FILE", help="Client certificate's key.")
-@handle_errors
+@store_options
 @pass_context
+@handle_errors
 def migrate(
     ctx: Context,
     source_url: str | None,

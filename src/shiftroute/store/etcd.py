@@ -374,7 +374,9 @@ class EtcdStore:
             revision = self._commit_apply(writes, deadline)
             if revision is not None:
                 for result in results:
-                    if result.action != "unchanged":
+                    # Everything this txn wrote, including an "unchanged" repeat of an object created or
+                    # configured earlier in the same apply, now has the txn's revision.
+                    if self._key_of(result.manifest)[1] in final:
                         result.manifest["metadata"]["resourceVersion"] = str(revision)
                 return results
         key = key_of(todo[0])

@@ -36,6 +36,8 @@ JSON = dict[str, Any]
 _UNAVAILABLE_CODES = frozenset({2, 4, 14})
 _OUT_OF_RANGE = 11  # "required revision has been compacted" / "is a future revision"
 _BACKOFF_MAX = 0.5
+# How long a call keeps retrying when no member accepts a connection at all (etcdctl's --dial-timeout).
+DIAL_TIMEOUT = 2.0
 
 
 class AmbiguousWriteError(StoreUnavailableError):
@@ -205,7 +207,9 @@ class EtcdClient:
         payload = json.dumps(body, separators=(",", ":")).encode()
         problems: dict[str, str] = {}
         delay = 0.02
+        started = time.monotonic()
         while True:
+            refused = 0
             for index in self.order():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -217,6 +221,7 @@ class EtcdClient:
                     )
                 except OSError as exc:
                     problems[name] = _describe(exc)
+                    refused += 1
                     continue
                 except _Sent as exc:
                     problems[name] = f"no answer ({exc})"
@@ -238,6 +243,10 @@ class EtcdClient:
                     # "request timed out" and "leader changed" are given after the proposal was made.
                     self._preferred = (index + 1) % len(self.endpoints)
                     raise AmbiguousWriteError(self._message(problems, ambiguous=True), problems)
+            if refused == len(self.endpoints) and time.monotonic() - started >= DIAL_TIMEOUT:
+                # Nobody listens anywhere (a wrong URL, or every member down): say so now rather than at
+                # the deadline, which is there for members that answer slowly.
+                raise self.unavailable(problems)
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, _BACKOFF_MAX)
 
@@ -269,7 +278,7 @@ class EtcdClient:
             what = "not answering in time"
         else:
             what = "unreachable or without quorum"
-        names = sorted(set(problems) | set(views))
+        names = [n for n in (self.name(i) for i in range(len(self.endpoints))) if n in problems or n in views]
         details = "; ".join(_detail(name, views.get(name), problems.get(name)) for name in names)
         text = f"etcd at {self.names}: {what} ({details or 'no answer in time'})"
         if ambiguous:

@@ -29,8 +29,9 @@ def _run(*args: str, cwd: Path) -> None:
     subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def seed_certs(directory: Path, ca_cn: str = "customCA", cn: str = "httpd-rencrypt.ayush.com",
-               prefix: str = "") -> SeedCerts:
+def seed_certs(
+    directory: Path, ca_cn: str = "customCA", cn: str = "httpd-rencrypt.ayush.com", prefix: str = ""
+) -> SeedCerts:
     openssl = require_binary("openssl")
     directory.mkdir(parents=True, exist_ok=True)
     ca = f"{prefix}RootCA"
@@ -39,12 +40,64 @@ def seed_certs(directory: Path, ca_cn: str = "customCA", cn: str = "httpd-rencry
         "keyUsage = critical, digitalSignature, keyCertSign, cRLSign\nbasicConstraints = critical, CA:true\n"
     )
     _run(openssl, "genrsa", "-out", f"{ca}.key", "2048", cwd=directory)
-    _run(openssl, "req", "-new", "-key", f"{ca}.key", "-subj", f"/CN={ca_cn}", "-out", f"{ca}.csr", cwd=directory)
-    _run(openssl, "x509", "-req", "-days", "365", "-in", f"{ca}.csr", "-signkey", f"{ca}.key",
-         "-extfile", "ca.ext", "-out", f"{ca}.crt", cwd=directory)
+    _run(
+        openssl,
+        "req",
+        "-new",
+        "-key",
+        f"{ca}.key",
+        "-subj",
+        f"/CN={ca_cn}",
+        "-out",
+        f"{ca}.csr",
+        cwd=directory,
+    )
+    _run(
+        openssl,
+        "x509",
+        "-req",
+        "-days",
+        "365",
+        "-in",
+        f"{ca}.csr",
+        "-signkey",
+        f"{ca}.key",
+        "-extfile",
+        "ca.ext",
+        "-out",
+        f"{ca}.crt",
+        cwd=directory,
+    )
     _run(openssl, "genrsa", "-out", f"{leaf}.key", "2048", cwd=directory)
-    _run(openssl, "req", "-new", "-key", f"{leaf}.key", "-subj", f"/CN={cn}", "-out", f"{leaf}.csr", cwd=directory)
-    _run(openssl, "x509", "-req", "-days", "365", "-in", f"{leaf}.csr", "-CA", f"{ca}.crt", "-CAkey",
-         f"{ca}.key", "-CAcreateserial", "-out", f"{leaf}.crt", cwd=directory)
-    return SeedCerts(directory / f"{ca}.crt", directory / f"{ca}.key", directory / f"{leaf}.crt",
-                     directory / f"{leaf}.key")
+    _run(
+        openssl,
+        "req",
+        "-new",
+        "-key",
+        f"{leaf}.key",
+        "-subj",
+        f"/CN={cn}",
+        "-out",
+        f"{leaf}.csr",
+        cwd=directory,
+    )
+    _run(
+        openssl,
+        "x509",
+        "-req",
+        "-days",
+        "365",
+        "-in",
+        f"{leaf}.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{leaf}.crt",
+        cwd=directory,
+    )
+    return SeedCerts(
+        directory / f"{ca}.crt", directory / f"{ca}.key", directory / f"{leaf}.crt", directory / f"{leaf}.key"
+    )
