@@ -23,7 +23,9 @@ def require_binary(name: str) -> str:
     """Path of a program the test needs. Missing: fail (CI or not) with the command that installs it."""
     path = shutil.which(name, path=SBIN_PATH)
     if path is None:
-        pytest.fail(f"{name} is not installed: run `make system-deps` (as root) or `make test`, which installs it")
+        pytest.fail(
+            f"{name} is not installed: run `make system-deps` (as root) or `make test`, which installs it"
+        )
     return path
 
 
@@ -42,10 +44,11 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - the predicate may fail until the thing is up
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else ""))
+    detail = f": {last_exc!r}" if last_exc else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -65,12 +68,22 @@ def store_path(tmp_path: Path) -> Path:
 def cli(store_path: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real `shiftroute` console script against a temporary store; returns the completed process."""
 
-    def run(*args: str, input: str | None = None, check: bool = False, cwd: Path | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        input: str | None = None,
+        check: bool = False,
+        cwd: Path | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "SHIFTROUTE_STORE": str(store_path), "XDG_STATE_HOME": str(tmp_path / "state")}
         proc = subprocess.run(
-            [SHIFTROUTE, *args], input=input, capture_output=True, text=True, env=env,
-            cwd=cwd or tmp_path, timeout=timeout,
+            [SHIFTROUTE, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd or tmp_path,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"shiftroute {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
