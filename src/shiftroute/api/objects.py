@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 Manifest = dict[str, Any]
@@ -42,6 +43,13 @@ def _list(value: Any) -> list[Any]:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _instant(timestamp: str) -> float:
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -268,9 +276,10 @@ class Route:
         return ObjectKey(KIND_ROUTE, self.meta.namespace, self.meta.name)
 
     @property
-    def age_key(self) -> tuple[str, str]:
-        """routes.md §3: "older" is the earlier creationTimestamp, ties broken by the smaller uid."""
-        return (self.meta.creation_timestamp, self.meta.uid)
+    def age_key(self) -> tuple[float, str]:
+        """routes.md §3: "older" is the earlier creationTimestamp, ties broken by the smaller uid.
+        Compared as instants (an export may carry fractional seconds or an offset); unparsable sorts last."""
+        return (_instant(self.meta.creation_timestamp), self.meta.uid)
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> Route:

@@ -361,7 +361,8 @@ class SqliteWatch:
     def __init__(self, store: SqliteStore, kinds: tuple[str, ...], from_revision: int) -> None:
         self._store = store
         self._kinds = kinds
-        self._after = from_revision - 1
+        # As in etcd, a start revision of 0 (or less) means "changes from now on".
+        self._after = from_revision - 1 if from_revision > 0 else store.revision()
         self._seen: tuple[int, int] | None = None
         self._closed = False
 
