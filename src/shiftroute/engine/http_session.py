@@ -180,12 +180,18 @@ class HttpSession:
 
     def _arm(self, seconds: float, phase: str) -> None:
         self._phase = phase
-        self._deadline = self.loop.time() + seconds
-        if self._timer is None:
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+        self._touch(seconds)
 
     def _touch(self, seconds: float) -> None:
-        self._deadline = self.loop.time() + seconds
+        """Move the deadline; the timer is only rescheduled when the deadline comes earlier."""
+        deadline = self.loop.time() + seconds
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None and timer.when() <= deadline:
+            return  # fires first, sees the later deadline and re-arms itself
+        if timer is not None:
+            timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

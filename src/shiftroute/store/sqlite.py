@@ -89,9 +89,13 @@ class SqliteStore:
         self._connections_lock = threading.Lock()
         # PRAGMA data_version ignores a connection's own commits; this counts them for watchers.
         self._local_commits = 0
+        self._inode: tuple[int, int] | None = None
+        self._inode_checked = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db().executescript(_SCHEMA)
+            stat = os.stat(self.path)
+            self._inode = (stat.st_dev, stat.st_ino)
         except sqlite3.DatabaseError as exc:
             raise StoreUnavailableError(f"store {self.path}: {exc}") from None
         except OSError as exc:
@@ -99,7 +103,22 @@ class SqliteStore:
 
     # -- connections -----------------------------------------------------------------------------------
 
+    def _check_file(self) -> None:
+        """A store file that was deleted or replaced while open would keep answering from the old inode
+        forever; notice it (at most once a second) so long-lived users such as a router reconnect."""
+        now = time.monotonic()
+        if self._inode is None or now - self._inode_checked < 1.0:
+            return
+        self._inode_checked = now
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            raise StoreUnavailableError(f"store {self.path}: the file was removed") from None
+        if (stat.st_dev, stat.st_ino) != self._inode:
+            raise StoreUnavailableError(f"store {self.path}: the file was replaced; reopen the store")
+
     def _db(self) -> sqlite3.Connection:
+        self._check_file()
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             try:
