@@ -72,7 +72,8 @@ def store_options(func: Callable[P, R]) -> Callable[P, R]:
         callback=set_store,
         metavar="URL",
         envvar="SHIFTROUTE_STORE",
-        help="Store: a file path or sqlite:///path (default $XDG_STATE_HOME/shiftroute/store.db).",
+        help="Store: a file path, sqlite:///path or etcd://host:port[,host:port] "
+        "(default $XDG_STATE_HOME/shiftroute/store.db).",
     )(decorated)
 
 

@@ -8,6 +8,9 @@ import click
 
 from shiftroute import __version__
 from shiftroute.cli.common import Context, store_options
+from shiftroute.cli.demo import demo
+from shiftroute.cli.demo_app import demo_app
+from shiftroute.cli.diagnose import diagnose
 from shiftroute.cli.pki import pki
 from shiftroute.cli.resources import annotate, apply, create, delete, expose
 from shiftroute.cli.serve import serve
@@ -33,7 +36,21 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (create, expose, apply, get, describe, delete, annotate, pki, store, serve):
+for command in (
+    create,
+    expose,
+    apply,
+    get,
+    describe,
+    delete,
+    annotate,
+    diagnose,
+    pki,
+    store,
+    serve,
+    demo,
+    demo_app,
+):
     cli.add_command(command)
 
 

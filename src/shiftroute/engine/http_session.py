@@ -39,6 +39,11 @@ from shiftroute.routing.table import Backend, RoutingTable, Server
 
 MAX_BUFFERED_BODY = 64 * 1024
 MAX_TRAILER_BYTES = 8 * 1024
+# hardening.md rule 8: a chunk-size line (with its extensions) or a trailer line may not run on. llhttp skips
+# extensions without a limit and calls back only when a line ends, so a chunked body is parsed in slices and
+# slices that produce no callback at all are counted: lines under 16 KiB pass, lines of 24 KiB never do.
+CHUNKED_SLICE = 8 * 1024
+MAX_CHUNK_LINE = 8 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
@@ -167,10 +172,15 @@ class HttpSession:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._head_size = 0
         self._in_head = False
         self._trailer_bytes = 0
+        self._marks = 0  # body/chunk/trailer callbacks so far: unchanged over a slice = one long line
+        self._quiet = 0  # bytes of chunked body in a row that produced no callback
         self._error: HttpError | None = None
         self._counted_routes: set[str] = set()
+        self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
+        self._hold_clean = False  # nothing of the held response has reached the client yet
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._phase = "head"
@@ -209,7 +219,10 @@ class HttpSession:
             self.close()
         else:
             ex = self.queue[0] if self.queue else None
-            if ex is not None and ex.backend is not None and not ex.resp_started:
+            if ex is not None and not ex.body_done and not ex.resp_started:
+                # The client stopped sending its body: its timeout, not the backend's (rule 13).
+                self._reject(408, "request body not received in time")
+            elif ex is not None and ex.backend is not None and not ex.resp_started:
                 self.ctx.log_failure(ex.backend, ex.server.label if ex.server else "-", "backend timed out")
                 self._local(ex, responses.error_cached(504), 504, close=True)
             else:
@@ -228,23 +241,44 @@ class HttpSession:
                 if upstream.paused:
                     self.down.pause_reading()
             return
+        if self.queue and self.queue[-1].head.websocket_key is not None:
+            # Behind a WebSocket upgrade everything is tunnel data, kept until the backend answers 101.
+            self.queue[-1].client_leftover += data
+            return
         if self._phase == "idle":
             self._arm(self.ctx.limits.head_timeout, "head")
         if self._in_head or self._phase == "head":
             self._head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._upgraded(data[exc.args[0] :])
-        except httptools.HttpParserCallbackError:
-            error = self._error or HttpError(400, "bad request")
-            self._reject(error.status, error.reason)
-            return
-        except httptools.HttpParserError as exc:
-            self._reject(400, str(exc))
-            return
-        if self.closed:
-            return
+        start = 0
+        while start < len(data):
+            ex = self.parsing
+            in_body = ex is not None and not self._in_head
+            chunked = in_body and ex is not None and ex.head.body == CHUNKED
+            # Only a Content-Length body is fed whole; a head may be followed by a chunked body.
+            end = min(len(data), start + CHUNKED_SLICE) if chunked or not in_body else len(data)
+            marks = self._marks
+            try:
+                self.parser.feed_data(data[start:end])
+            except httptools.HttpParserUpgrade as exc:
+                self._upgraded(data[start + exc.args[0] :])
+                break
+            except httptools.HttpParserCallbackError:
+                error = self._error or HttpError(400, "bad request")
+                self._reject(error.status, error.reason)
+                return
+            except httptools.HttpParserError as exc:
+                self._reject(400, str(exc))
+                return
+            if self.closed:
+                return
+            if chunked and self._marks == marks and self.parsing is ex:
+                self._quiet += end - start
+                if self._quiet > MAX_CHUNK_LINE:
+                    self._reject(400, "chunk extension or trailer line too long")
+                    return
+            else:
+                self._quiet = 0
+            start = end
         if (self._in_head or self._phase == "head") and self._head_bytes > self.ctx.limits.max_head_bytes:
             self._reject(431 if self._headers else 414, "request head too large")
             return
@@ -261,6 +295,7 @@ class HttpSession:
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._head_size = 0
         self._in_head = True
         self._trailer_bytes = 0
 
@@ -273,6 +308,7 @@ class HttpSession:
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             # Trailer fields: bounded and dropped (hardening.md rule 8).
+            self._marks += 1
             self._trailer_bytes += len(name) + len(value)
             if self._trailer_bytes > MAX_TRAILER_BYTES:
                 self._error = HttpError(400, "trailer section too large")
@@ -281,6 +317,11 @@ class HttpSession:
         self._headers.append((name, value))
         if len(self._headers) > 100:
             self._error = HttpError(431, "too many header fields")
+            raise self._error
+        # hardening.md rule 14: the head as parsed, not per read (a whole head can come in one read).
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size + len(self._url) > self.ctx.limits.max_head_bytes:
+            self._error = HttpError(431, "request header fields too large")
             raise self._error
 
     def on_headers_complete(self) -> None:
@@ -300,7 +341,14 @@ class HttpSession:
             # Pipelined: hold the client until the earlier responses are out.
             self.down.pause_reading()
 
+    def on_chunk_header(self) -> None:
+        self._marks += 1
+
+    def on_chunk_complete(self) -> None:
+        self._marks += 1
+
     def on_body(self, data: bytes) -> None:
+        self._marks += 1
         ex = self.parsing
         if ex is None:
             return
@@ -326,22 +374,20 @@ class HttpSession:
             ex.upstream.send(LAST_CHUNK)
 
     def _upgraded(self, rest: bytes) -> None:
-        """llhttp stops at an Upgrade (or CONNECT) request; `rest` is what followed the head."""
-        ex = self.parsing
-        if ex is None or ex.head.websocket_key is None:
-            if ex is not None and ex.head.body == NO_BODY:
-                # Not a WebSocket: serve it as a plain request, parse what follows with a fresh parser.
-                self.parser = httptools.HttpRequestParser(self)
-                self.on_message_complete()
-                if rest:
-                    self._pump()
-                    self.feed(rest)
-                return
+        """llhttp stops at an Upgrade (or CONNECT) request; `rest` is what followed the head. It has already
+        called on_message_complete, so the request is the last one queued, not `self.parsing`."""
+        ex = self.queue[-1] if self.queue else None
+        if ex is None or not ex.body_done or ex.head.body != NO_BODY:
             self._reject(400, "unsupported upgrade")
             return
+        self.parser = httptools.HttpRequestParser(self)  # llhttp parses nothing after an upgrade
+        if ex.head.websocket_key is None:
+            # Not a WebSocket: serve it as a plain request (Upgrade was dropped as hop-by-hop).
+            if rest:
+                self._pump()
+                self.feed(rest)
+            return
         ex.client_leftover = rest
-        self.parsing = None
-        ex.body_done = True
         self.down.pause_reading()  # until the backend answers 101
 
     # -- routing -------------------------------------------------------------------------------------
@@ -547,6 +593,10 @@ class HttpSession:
             return
         if ex.backend is not None:
             self._touch(ex.backend.timeouts.server)
+        # hardening.md rule 12: what this read makes for the client is held until llhttp has accepted all of
+        # it, so a response that is bad within its first read gets a clean 502 and nothing of it goes out.
+        self._hold = []
+        self._hold_clean = not ex.resp_started
         try:
             ex.resp_parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -557,6 +607,9 @@ class HttpSession:
         except httptools.HttpParserError as exc:
             if not ex.done:
                 self._bad_response(ex, f"bad response from backend: {exc}")
+        self._flush()
+        if self.down.writing_paused and ex.upstream is not None:
+            ex.upstream.pause_reading()
 
     def upstream_closed(self, exc: BaseException | None) -> None:
         if self.tunnel is not None:
@@ -637,7 +690,7 @@ class HttpSession:
         data = hdr.client_head(head, ex.head, ex.backend, ex.framing, ex.set_cookie, self.down.secure, keep)
         ex.resp_started = True
         ex.sent += len(data)
-        self.down.send(data)
+        self._to_client(data)
         if ex.head.method == b"HEAD":
             # llhttp would wait for a body a HEAD response never has; finish here and drop the connection.
             ex.upstream_extra = True
@@ -648,14 +701,26 @@ class HttpSession:
         if ex.resp_head is None or not ex.resp_started:
             return
         ex.sent += len(data)
-        self.down.send(chunk(data) if ex.framing == CHUNKED else data)
+        self._to_client(chunk(data) if ex.framing == CHUNKED else data)
         if self.down.writing_paused and ex.upstream is not None:
             ex.upstream.pause_reading()
+
+    def _to_client(self, data: bytes) -> None:
+        if self._hold is not None:
+            self._hold.append(data)
+        else:
+            self.down.send(data)
+
+    def _flush(self) -> None:
+        held, self._hold = self._hold, None
+        if held:
+            self.down.send(b"".join(held))
 
     def _response_complete(self, ex: Exchange, upstream_gone: bool = False) -> None:
         if ex.done or ex.resp_head is None or self.closed or not self.queue or self.queue[0] is not ex:
             return
         ex.done = True
+        self._flush()  # llhttp saw the whole message: what was held is good
         if ex.framing == CHUNKED:
             self.down.send(LAST_CHUNK)
         backend = ex.backend
@@ -718,7 +783,9 @@ class HttpSession:
             ex.upstream.owner = None
             ex.upstream.close()
             ex.upstream = None
-        if ex.resp_started:
+        unsent = self._hold is not None and self._hold_clean
+        self._hold = None  # whatever of it was held is dropped
+        if ex.resp_started and not unsent:
             self.abort()
         else:
             self._local(ex, responses.error_cached(502), 502, close=True)

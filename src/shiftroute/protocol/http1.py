@@ -183,7 +183,8 @@ def parse_request_head(
             ws_key = value.strip()
         elif lower == b"sec-websocket-version":
             ws_version = value.strip()
-        kept.append((lower, name, value))
+        # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it); rule 10.
+        kept.append((lower, name, value.rstrip(b" \t")))
 
     # Rule 5 and 6: Transfer-Encoding only in HTTP/1.1, exactly one coding, exactly `chunked`.
     body = NO_BODY
@@ -279,7 +280,7 @@ def parse_response_head(
             continue
         elif lower == b"sec-websocket-accept":
             accept = value.strip()
-        kept.append((lower, name, value))
+        kept.append((lower, name, value.rstrip(b" \t")))
     named = {t for t in connection_tokens if t not in PROTECTED}
     headers = [(n, v) for lower, n, v in kept if lower not in named]
     head = ResponseHead(

@@ -126,6 +126,8 @@ def _endpoint(url: str, text: str) -> tuple[str, int]:
 
 def tls_context(cacert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
     """Server verification against `cacert` (or the system CAs) and an optional client certificate."""
+    if key and not cert:
+        raise UsageError("etcd TLS: --etcd-key needs --etcd-cert")
     try:
         context = ssl.create_default_context(cafile=cacert)
         if cert:
@@ -134,8 +136,6 @@ def tls_context(cacert: str | None, cert: str | None, key: str | None) -> ssl.SS
         raise UsageError(f"etcd TLS: {exc.filename}: no such file") from None
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"etcd TLS: cannot load certificates: {exc}") from None
-    if key and not cert:
-        raise UsageError("etcd TLS: --etcd-key needs --etcd-cert")
     return context
 
 
@@ -418,7 +418,9 @@ class EtcdStore:
     # -- history ---------------------------------------------------------------------------------------
 
     def compact(self, revision: int) -> None:
-        """Forget history up to and including `revision` (etcd keeps revisions >= its compact revision)."""
+        """Forget history up to and including `revision`, as SqliteStore does: etcd keeps the revisions from
+        its compact revision on, so that is `revision + 1`. etcd cannot compact past its current revision;
+        asked to, this keeps the current revision's events (SQLite would drop them too)."""
         deadline = self._deadline()
         target = min(revision + 1, self.revision())
         with contextlib.suppress(RevisionCompactedError):  # already compacted further
@@ -426,6 +428,8 @@ class EtcdStore:
 
     def watch(self, kinds: Collection[str], from_revision: int) -> EtcdWatch:
         kinds = tuple(kinds)
+        if from_revision <= 0:
+            from_revision = self.revision() + 1  # etcd's own meaning of 0: changes from now on
         # One kind: watch only its keys; several: the whole prefix, filtered, in one revision order.
         start = f"{self.prefix}{kinds[0]}/".encode() if len(kinds) == 1 else self._root
         watch = EtcdWatch(self._client, start, prefix_end(start), kinds, from_revision, self._decode)

@@ -127,7 +127,8 @@ class EtcdWatch:
         create = {
             "key": b64(self._key),
             "range_end": b64(self._range_end),
-            "start_revision": str(self._last + 1),
+            # etcd reads start_revision 0 as "from now"; the Store contract's 0 means "all history".
+            "start_revision": str(max(1, self._last + 1)),
             "prev_kv": True,  # DELETED events carry the object as it was
             "progress_notify": True,
         }

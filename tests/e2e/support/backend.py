@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import httptools
@@ -26,6 +26,7 @@ class Received:
     raw_head: bytes
     tls: bool
     sni: str | None = None
+    connection: int = 0  # which accepted connection (1, 2, ...) carried the request
 
     def header(self, name: str) -> str | None:
         values = [v for n, v in self.headers if n.lower() == name.lower()]
@@ -64,7 +65,7 @@ class _Parse:
 class Backend:
     def __init__(
         self,
-        respond: Callable[[Received], bytes] = hello_response,
+        respond: Callable[[Received], bytes | Iterable[bytes]] = hello_response,
         tls: ssl.SSLContext | None = None,
         name: str = "backend",
     ) -> None:
@@ -73,6 +74,8 @@ class Backend:
         self.name = name
         self.received: list[Received] = []
         self.connections = 0
+        self.closed_connections = 0  # connections that ended (either side closed)
+        self.bytes_received = 0  # every byte that arrived, complete requests or not
         self.raw_connections: list[socket.socket] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,15 +122,16 @@ class Backend:
             with self._lock:
                 self.connections += 1
                 self.raw_connections.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+                number = self.connections
+            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, number: int = 0) -> None:
         stream: socket.socket | ssl.SSLSocket = conn
         conn.settimeout(30)
         try:
             if self.tls is not None:
                 stream = self.tls.wrap_socket(conn, server_side=True)
-            self._requests(stream, getattr(stream, "seen_sni", None))
+            self._requests(stream, getattr(stream, "seen_sni", None), number)
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -135,8 +139,16 @@ class Backend:
                 stream.close()
             except OSError:
                 pass
+            with self._lock:
+                self.closed_connections += 1
 
-    def _requests(self, stream: socket.socket | ssl.SSLSocket, sni: str | None) -> None:
+    def _recv(self, stream: socket.socket | ssl.SSLSocket) -> bytes:
+        data = stream.recv(65536)
+        with self._lock:
+            self.bytes_received += len(data)
+        return data
+
+    def _requests(self, stream: socket.socket | ssl.SSLSocket, sni: str | None, number: int = 0) -> None:
         buffer = b""
         while not self._stop.is_set():
             parse = _Parse()
@@ -144,7 +156,7 @@ class Backend:
             consumed = b""
             upgraded = False
             while not parse.done:
-                data = buffer or stream.recv(65536)
+                data = buffer or self._recv(stream)
                 buffer = b""
                 if not data:
                     return
@@ -171,11 +183,19 @@ class Backend:
                 raw_head=consumed[: head_end + 4] if head_end >= 0 else consumed,
                 tls=self.tls is not None,
                 sni=sni,
+                connection=number,
             )
             with self._lock:
                 self.received.append(received)
             answer = self.respond(received)
-            if answer:
+            if not isinstance(answer, bytes):
+                # An iterable of pieces: sent one by one, so a test can hold the rest of a response back.
+                sent = b""
+                for piece in answer:
+                    stream.sendall(piece)
+                    sent = sent or piece
+                answer = sent
+            elif answer:
                 stream.sendall(answer)
             if upgraded:
                 self._echo(stream, buffer)
@@ -188,7 +208,7 @@ class Backend:
         if first:
             stream.sendall(first)
         while True:
-            data = stream.recv(65536)
+            data = self._recv(stream)
             if not data:
                 return
             stream.sendall(data)

@@ -182,6 +182,31 @@ class Connection:
                 return out
             out += data
 
+    def read_exactly(self, count: int, limit: float | None = None) -> bytes:
+        """Exactly `count` bytes (raw, after any response already read), under the deadline."""
+        deadline = time.monotonic() + (limit or self.timeout)
+        out = self._buffer
+        while len(out) < count:
+            data = self._recv(deadline)
+            if not data:
+                raise ConnectionError(f"connection closed after {len(out)} of {count} bytes")
+            out += data
+        self._buffer = out[count:]
+        return out[:count]
+
+    def read_until(self, marker: bytes, limit: float | None = None) -> bytes:
+        """Raw bytes up to and including `marker`, under the deadline."""
+        deadline = time.monotonic() + (limit or self.timeout)
+        out = self._buffer
+        while marker not in out:
+            data = self._recv(deadline)
+            if not data:
+                raise ConnectionError(f"connection closed before {marker!r}; got {out[:200]!r}")
+            out += data
+        end = out.index(marker) + len(marker)
+        self._buffer = out[end:]
+        return out[:end]
+
     def is_closed(self, wait: float = 2.0) -> bool:
         """True when the peer closes the connection within `wait` seconds (reading nothing else)."""
         try:

@@ -1,0 +1,97 @@
+"""`python -m bench`: the side-by-side benchmark of issue 5. See BENCHMARKS.md for what each row means."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import machine, report
+from bench.cases import WORKLOADS, Runner, select
+from bench.env import Env, Options
+from bench.workloads import idle_cpu
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "--only",
+        help="comma-separated case ids (reencrypt-keepalive), workloads "
+        f"({', '.join(WORKLOADS)}) or terminations (reencrypt, edge, passthrough)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 round of 2 s, 1 000 idle connections, 5 route changes: a smoke run, not a result",
+    )
+    p.add_argument("--rounds", type=int, help="A/B rounds per case (default 3; the median is reported)")
+    p.add_argument("--seconds", type=float, help="length of each measured run (default 5)")
+    p.add_argument("--connections", type=int, help="keep-alive connections (default 50)")
+    p.add_argument("--idle-connections", type=int, help="workload 5 (default 5000)")
+    p.add_argument("--stored-routes", type=int, help="workload 6 (default 10000)")
+    p.add_argument("--changes", type=int, help="workload 6: route changes per termination (default 20)")
+    p.add_argument(
+        "--key-type",
+        choices=["ecdsa-p256", "rsa-2048", "rsa-4096"],
+        default="ecdsa-p256",
+        help="key of every certificate (default ecdsa-p256; OpenShift's default cert is rsa-2048)",
+    )
+    p.add_argument("--workdir", type=Path, help="keep processes' logs and configs here (kept afterwards)")
+    p.add_argument("--no-update", action="store_true", help="do not rewrite BENCHMARKS.md")
+    p.add_argument("--profile", action="store_true", help="afterwards, profile shiftroute (bench.profile)")
+    return p.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    opts = Options(key_type=args.key_type)
+    if args.quick:
+        opts.rounds, opts.seconds, opts.idle_connections, opts.changes = 1, 2.0, 1000, 5
+    for name in ("rounds", "seconds", "connections", "idle_connections", "stored_routes", "changes"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(opts, name, value)
+    if args.workdir is not None:
+        opts.workdir, opts.keep_workdir = args.workdir, True
+    return opts
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    raw = sys.argv[1:] if argv is None else argv
+    args = parse(raw)
+    opts = options_from(args)
+    cases = select(args.only)
+    command = "python -m bench " + shlex.join(raw) if raw else "make bench"
+    info = machine.describe()
+    started = time.monotonic()
+    load = info["load_average_start"]
+    progress(f"{len(cases)} cases, {opts.rounds} round(s) of {opts.seconds:g}s; load average {load}")
+    with Env(opts) as env:
+        info["idle_router_cpu_ms_per_s"] = idle_cpu(env)
+        results = Runner(env, progress).run(cases)
+    info["load_average_end"] = machine.load_average()
+    info["wall_seconds"] = round(time.monotonic() - started)
+    text = report.table(results)
+    print(text)
+    path = report.write_json(results, info, command, asdict(opts))
+    progress(f"wrote {path.relative_to(report.ROOT)}; took {info['wall_seconds']}s")
+    if not args.no_update:
+        idle = info["idle_router_cpu_ms_per_s"]
+        report.update_benchmarks_md(
+            {
+                "table": f"Results file: `bench/results/{path.name}`. Idle router CPU (nothing to do): "
+                f"shiftroute {idle['shiftroute']:.1f} ms/s, HAProxy {idle['haproxy']:.1f} ms/s.\n\n" + text,
+                "machine": report.machine_block(info) + f"\n- wall time: {info['wall_seconds']} s",
+                "command": f"```\n{command}\n```",
+            }
+        )
+    if args.profile:
+        from bench import profile
+
+        profile.main([])

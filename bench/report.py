@@ -1,0 +1,108 @@
+"""The table (stdout and BENCHMARKS.md), the JSON result file, and BENCHMARKS.md's generated sections.
+
+BENCHMARKS.md keeps hand-written analysis; only the text between `<!-- bench:NAME -->` and
+`<!-- /bench:NAME -->` markers is replaced by the harness."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.results_model import CaseResult, Row
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _met(row: Row) -> str:
+    if row.met is None:
+        return ""
+    return "yes" if row.met else "**no**"
+
+
+def table(results: list[CaseResult]) -> str:
+    lines = [
+        "| workload | metric | shiftroute | HAProxy | ratio | target | met? | note |",
+        "|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for result in results:
+        if result.error:
+            lines.append(f"| {result.case} | error | - | - | - | - | **no** | {result.error} |")
+        for row in result.rows:
+            ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
+            target = row.target.text if row.target else ""
+            lines.append(
+                f"| {row.workload} | {row.metric} | {_num(row.shiftroute)} | {_num(row.haproxy)} | "
+                f"{ratio} | {target} | {_met(row)} | {row.note} |"
+            )
+    return "\n".join(lines)
+
+
+def write_json(
+    results: list[CaseResult], machine: dict[str, Any], command: str, options: dict[str, Any]
+) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    path = RESULTS / f"{stamp}.json"
+    payload = {
+        "date": stamp,
+        "command": command,
+        "machine": machine,
+        "options": options,
+        "results": [r.to_json() for r in results],
+    }
+    path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    return path
+
+
+def machine_block(machine: dict[str, Any]) -> str:
+    keys = [
+        ("nproc", "nproc"),
+        ("cpu", "CPU"),
+        ("kernel", "kernel"),
+        ("python", "Python"),
+        ("uvloop", "uvloop"),
+        ("httptools", "httptools"),
+        ("openssl_python", "OpenSSL (Python)"),
+        ("haproxy", "HAProxy"),
+        ("nginx", "nginx"),
+        ("wrk", "wrk"),
+        ("load_average_start", "load average at start"),
+        ("load_average_end", "load average at end"),
+    ]
+    return "\n".join(f"- {label}: {machine.get(key, '-')}" for key, label in keys if key in machine)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _m: block, text)
+    return text.rstrip() + f"\n\n{block}\n"
+
+
+def update_benchmarks_md(sections: dict[str, str], path: Path = BENCHMARKS) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    for name, body in sections.items():
+        text = replace_section(text, name, body)
+    path.write_text(text)

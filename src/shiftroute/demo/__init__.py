@@ -1,0 +1,1 @@
+"""The seed walkthrough (`shiftroute demo`) and its test application (`shiftroute demo-app`)."""

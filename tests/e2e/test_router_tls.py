@@ -1,0 +1,243 @@
+"""TLS on both sides: profiles, the service CA mode of reencrypt, the default certificate kept across
+restarts, the ClientHello deadline, the connection limit, and passthrough half-close and bulk transfer."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import wait_until
+from tests.e2e.helpers import Cli, service, wait_serving
+from tests.e2e.support.backend import Backend
+from tests.e2e.support.client import Connection, get, insecure_client_context
+from tests.e2e.support.router import RouterProcess
+
+
+def _pki(cli: Cli, directory: Path, name: str, san: str) -> tuple[Path, Path, Path]:
+    if not (directory / "service-ca.crt").exists():
+        cli("pki", "ca", "service-ca", "--dir", str(directory), check=True)
+    cli(
+        "pki",
+        "cert",
+        name,
+        "--ca",
+        str(directory / "service-ca"),
+        "--san",
+        san,
+        "--dir",
+        str(directory),
+        check=True,
+    )
+    return directory / "service-ca.crt", directory / f"{name}.crt", directory / f"{name}.key"
+
+
+def _server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def test_reencrypt_with_the_service_ca_checks_the_service_name(
+    cli: Cli, start_router, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    certs = tmp_path / "pki"
+    ca, good_crt, good_key = _pki(cli, certs, "good", "DNS:web.default.svc")
+    _, bad_crt, bad_key = _pki(cli, certs, "bad", "DNS:other.default.svc")
+    router = start_router("--service-ca", str(ca))
+    with (
+        Backend(tls=_server_context(good_crt, good_key)) as good,
+        Backend(tls=_server_context(bad_crt, bad_key)) as bad,
+    ):
+        service(cli, "web", 443, good.address)
+        service(cli, "imposter", 443, bad.address)
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "web",
+            "--service",
+            "web",
+            "--hostname",
+            "web.example.com",
+            check=True,
+        )
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "imposter",
+            "--service",
+            "imposter",
+            "--hostname",
+            "imp.example.com",
+            check=True,
+        )
+        assert wait_serving(router.https, "web.example.com", tls=True).body == b"Hello"
+        # hardening.md rule 2: SNI <service>.<namespace>.svc is sent when verifying a service name.
+        assert good.received[-1].sni == "web.default.svc"
+        wait_serving(router.https, "imp.example.com", tls=True, status=503)
+        assert bad.received == []
+        wait_until(
+            lambda: "certificate verify failed" in router.log(), 5, "the verification failure in the log"
+        )
+
+
+def test_reencrypt_without_any_way_to_verify_is_not_admitted(cli: Cli, router: RouterProcess) -> None:
+    with Backend() as backend:
+        service(cli, "web", 443, backend.address)
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "web",
+            "--service",
+            "web",
+            "--hostname",
+            "web.example.com",
+            check=True,
+        )
+
+        def reason() -> str | None:
+            described = cli("describe", "route", "web", check=True).stdout
+            return described if "ExtendedValidationFailed" in described else None
+
+        described = wait_until(reason, 10, "the route to be rejected")
+        assert "--dest-ca-cert" in str(described) and "--service-ca" in str(described)
+
+
+@pytest.mark.parametrize(
+    ("profile", "client_max", "accepted"),
+    [
+        pytest.param("intermediate", ssl.TLSVersion.TLSv1_1, False, id="intermediate-refuses-tls1.1"),
+        pytest.param("intermediate", ssl.TLSVersion.TLSv1_2, True, id="intermediate-accepts-tls1.2"),
+        pytest.param("modern", ssl.TLSVersion.TLSv1_2, False, id="modern-refuses-tls1.2"),
+        pytest.param("modern", ssl.TLSVersion.TLSv1_3, True, id="modern-accepts-tls1.3"),
+    ],
+)
+def test_tls_profiles(profile: str, client_max: ssl.TLSVersion, accepted: bool, start_router) -> None:  # type: ignore[no-untyped-def]
+    router = start_router("--tls-profile", profile)
+    ctx = insecure_client_context()
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.maximum_version = client_max
+    if client_max < ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    try:
+        with Connection(router.https, tls=True, sni="x.apps.localhost", context=ctx) as conn:
+            version = conn.sock.version()  # type: ignore[union-attr]
+        assert accepted, f"handshake with {version} should have been refused"
+    except (ssl.SSLError, ConnectionResetError):
+        assert not accepted
+
+
+def test_default_certificate_is_generated_once_and_reused(start_router) -> None:  # type: ignore[no-untyped-def]
+    first = start_router()
+    with Connection(first.https, tls=True, sni="a.apps.localhost") as conn:
+        assert conn.peer_cert is not None
+        fingerprint = conn.peer_cert.fingerprint(conn.peer_cert.signature_hash_algorithm)  # type: ignore[arg-type]
+        names = conn.peer_cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        assert names[0].value == "*.apps.localhost"
+    first.stop()
+    second = start_router()
+    with Connection(second.https, tls=True, sni="a.apps.localhost") as conn:
+        assert conn.peer_cert is not None
+        assert conn.peer_cert.fingerprint(conn.peer_cert.signature_hash_algorithm) == fingerprint  # type: ignore[arg-type]
+
+
+def test_silent_client_is_cut_at_the_client_hello_deadline(router: RouterProcess) -> None:
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(b"\x16\x03\x01")  # the start of a TLS record, then nothing
+        sock.settimeout(15)
+        assert sock.recv(100) == b""  # closed (routes.md §7: ClientHello within 5 s)
+
+
+def test_connection_limit_refuses_new_connections_only(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
+    router = start_router("--max-connections", "2")
+    with Backend() as backend:
+        service(cli, "web", 80, backend.address)
+        cli("expose", "service", "web", "--hostname", "web.example.com", check=True)
+        wait_until(lambda: "routing table ready" in router.log(), 10, "the router to be ready")
+        with Connection(router.http) as one, Connection(router.http) as two:
+            wait_until(lambda: one.request("GET", "/", "web.example.com").status == 200, 10, "the route")
+            with Connection(router.http) as three:
+                assert three.read_until_closed(5) == b""
+            assert two.request("GET", "/", "web.example.com").status == 200
+            assert one.request("GET", "/", "web.example.com").status == 200
+
+
+class _CountUntilEof:
+    """A raw TCP backend: reads until the client half-closes, then answers and closes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.got = b""
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(20)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(20)
+            while data := conn.recv(65536):
+                self.got += data
+            conn.sendall(b"got %d bytes" % len(self.got))
+
+
+def _client_hello(sni: str) -> bytes:
+    """A real ClientHello from Python's ssl module, for the router to read the SNI from."""
+    client = ssl.create_default_context().wrap_bio(
+        ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname=sni
+    )
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+def test_passthrough_passes_half_close_on(cli: Cli, router: RouterProcess) -> None:
+    """After the ClientHello the relay is byte-for-byte: a half-close (FIN) from the client reaches the
+    endpoint, and the endpoint's answer still comes back."""
+    backend = _CountUntilEof()
+    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
+    cli("create", "route", "passthrough", "pt", "--service", "pt", "--hostname", "pt.example.com", check=True)
+    # The status is written after the table is published, so once it shows, the route relays.
+    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
+    hello = _client_hello("pt.example.com")
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(hello + b"x" * 100_000)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer == b"got %d bytes" % (len(hello) + 100_000)
+    assert backend.got == hello + b"x" * 100_000
+
+
+def test_passthrough_bulk_transfer_is_intact(cli: Cli, router: RouterProcess, tmp_path: Path) -> None:
+    payload = hashlib.sha256(b"seed").digest() * (20 * 1024 * 1024 // 32)  # 20 MiB
+
+    def big(request: object) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload
+
+    _ca, crt, key = _pki(cli, tmp_path / "pki", "bulk", "DNS:bulk.example.com")
+    with Backend(respond=big, tls=_server_context(crt, key)) as backend:  # type: ignore[arg-type]
+        service(cli, "bulk", 443, backend.address)
+        cli(
+            "create",
+            "route",
+            "passthrough",
+            "bulk",
+            "--service",
+            "bulk",
+            "--hostname",
+            "bulk.example.com",
+            check=True,
+        )
+        response = wait_serving(router.https, "bulk.example.com", tls=True, timeout=30)
+        assert hashlib.sha256(response.body).digest() == hashlib.sha256(payload).digest()
+        assert get(router.https, "bulk.example.com", tls=True).status == 200
