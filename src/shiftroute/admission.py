@@ -108,16 +108,39 @@ def _in_domains(host: str, domains: Iterable[str]) -> bool:
 
 
 def admit(routes: Iterable[Route], options: RouterOptions) -> dict[ObjectKey, Verdict]:
-    ordered = sorted(routes, key=lambda r: (r.age_key, r.meta.namespace, r.meta.name))
-    verdicts: dict[ObjectKey, Verdict] = {}
-    claims = _Claims()
-    for route in ordered:
-        host = effective_host(route, options.domain)
-        rejected = _precheck(route, host, options)
-        if rejected is None:
-            rejected = _claim(route, host, claims, options)
-        verdicts[route.key] = rejected or Verdict(route, host, admitted=True)
-    return verdicts
+    return Admitter(options).admit(routes)
+
+
+class Admitter:
+    """admit() for a router that re-runs admission on every change: the per-route checks (host syntax,
+    domains, certificates) depend only on the route and the options, so their answers are remembered by
+    route version; only the host claims are decided afresh each time. Same input, same verdicts."""
+
+    def __init__(self, options: RouterOptions) -> None:
+        self.options = options
+        self._prechecked: dict[tuple[object, ...], tuple[str, Verdict | None]] = {}
+
+    def admit(self, routes: Iterable[Route]) -> dict[ObjectKey, Verdict]:
+        options = self.options
+        ordered = sorted(routes, key=lambda r: (r.age_key, r.meta.namespace, r.meta.name))
+        verdicts: dict[ObjectKey, Verdict] = {}
+        claims = _Claims()
+        previous = self._prechecked
+        current: dict[tuple[object, ...], tuple[str, Verdict | None]] = {}
+        for route in ordered:
+            meta = route.meta
+            version = (meta.namespace, meta.name, meta.uid, meta.generation or meta.resource_version)
+            cached = previous.get(version)
+            if cached is None or (cached[1] is not None and cached[1].route is not route):
+                host = effective_host(route, options.domain)
+                cached = (host, _precheck(route, host, options))
+            current[version] = cached
+            host, rejected = cached
+            if rejected is None:
+                rejected = _claim(route, host, claims, options)
+            verdicts[route.key] = rejected or Verdict(route, host, admitted=True)
+        self._prechecked = current
+        return verdicts
 
 
 def _reject(route: Route, host: str, reason: str, message: str) -> Verdict:

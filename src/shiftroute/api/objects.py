@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 Manifest = dict[str, Any]
@@ -45,6 +46,7 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+@lru_cache(maxsize=65536)
 def _instant(timestamp: str) -> float:
     try:
         return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

@@ -140,19 +140,21 @@ class Compiler:
         warnings: list[str] = []
         errors: dict[str, str] = {}
         cache: dict[tuple[object, ...], Backend] = {}
+        # What a backend's servers are built from, once per service rather than once per route.
+        versions: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+        for key_ in set(services) | set(slices):
+            service = services.get(key_)
+            versions[key_] = (
+                service.meta.resource_version if service is not None else "",
+                tuple(s.meta.resource_version for s in slices.get(key_, ())),
+            )
+        missing: tuple[str, tuple[str, ...]] = ("", ())
         for verdict in verdicts.values():
             if not verdict.admitted:
                 continue
             route = verdict.route
             ns = route.meta.namespace
-            deps = tuple(
-                (
-                    b.name,
-                    services[(ns, b.name)].meta.resource_version if (ns, b.name) in services else "",
-                    tuple(s.meta.resource_version for s in slices.get((ns, b.name), ())),
-                )
-                for b in route.spec.backends
-            )
+            deps = tuple(versions.get((ns, b.name), missing) for b in route.spec.backends)
             key = (
                 route.meta.uid,
                 route.meta.namespace,
