@@ -241,3 +241,20 @@ def test_passthrough_bulk_transfer_is_intact(cli: Cli, router: RouterProcess, tm
         response = wait_serving(router.https, "bulk.example.com", tls=True, timeout=30)
         assert hashlib.sha256(response.body).digest() == hashlib.sha256(payload).digest()
         assert get(router.https, "bulk.example.com", tls=True).status == 200
+
+
+def test_passthrough_access_line_when_the_connection_ends(cli: Cli, router: RouterProcess) -> None:
+    backend = _CountUntilEof()
+    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
+    cli("create", "route", "passthrough", "pt", "--service", "pt", "--hostname", "pt.example.com", check=True)
+    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
+    hello = _client_hello("pt.example.com")
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(hello + b"y" * 1000)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+    line = f"default/pt 127.0.0.1:{backend.port} TLS sni=pt.example.com up={len(hello) + 1000} down=17"
+    wait_until(lambda: line in router.log(), 5, "the passthrough access-log line")
+    metrics = get(router.admin, "x", "/metrics").text
+    assert 'shiftroute_passthrough_connections_total{route="default/pt"} 1' in metrics

@@ -41,6 +41,12 @@ def render(ctx: RouterContext, ready: bool, cert_expiry: dict[str, datetime], ta
     for (route, status), count in sorted(c.requests.items()):
         lines.append(f'shiftroute_requests_total{{route="{_escape(route)}",code="{status}"}} {count}')
     lines += [
+        "# HELP shiftroute_passthrough_connections_total Passthrough connections relayed, by route.",
+        "# TYPE shiftroute_passthrough_connections_total counter",
+    ]
+    for route, count in sorted(c.tunnels.items()):
+        lines.append(f'shiftroute_passthrough_connections_total{{route="{_escape(route)}"}} {count}')
+    lines += [
         "# HELP shiftroute_backend_failures_total Failed routing decisions (connect, TLS, no endpoints).",
         "# TYPE shiftroute_backend_failures_total counter",
     ]
@@ -52,7 +58,11 @@ def render(ctx: RouterContext, ready: bool, cert_expiry: dict[str, datetime], ta
         "# TYPE shiftroute_certificate_expiry_seconds gauge",
     ]
     now = datetime.now(UTC)
-    for name, expiry in sorted(cert_expiry.items()):
+    expiries = dict(cert_expiry)
+    for backend in ctx.holder.current.backends:
+        if backend.certificate_expiry is not None:
+            expiries[f"route:{backend.label}"] = backend.certificate_expiry
+    for name, expiry in sorted(expiries.items()):
         seconds = (expiry - now).total_seconds()
         lines.append(f'shiftroute_certificate_expiry_seconds{{certificate="{_escape(name)}"}} {seconds:.0f}')
     return ("\n".join(lines) + "\n").encode()

@@ -40,6 +40,7 @@ class Counters:
     connections_current: int = 0
     connections_refused: int = 0
     backend_failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    tunnels: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_in: int = 0
     bytes_out: int = 0
 
@@ -108,6 +109,23 @@ class RouterContext:
                 path.decode("latin-1", "replace")[:200],
                 status,
                 sent,
+                (time.monotonic() - started) * 1000,
+                client,
+            )
+
+    def log_tunnel(
+        self, backend: Backend, endpoint: str, sni: str, up: int, down: int, started: float, client: str
+    ) -> None:
+        """One line per passthrough connection, when it ends: bytes each way and how long it lasted."""
+        self.counters.tunnels[backend.label] += 1
+        if self.access_log_enabled:
+            access_log.info(
+                "%s %s TLS sni=%s up=%d down=%d %.1fms client=%s",
+                backend.label,
+                endpoint,
+                sni or "-",
+                up,
+                down,
                 (time.monotonic() - started) * 1000,
                 client,
             )

@@ -139,6 +139,9 @@ class HttpsClientProtocol(_ClientBase):
         self._tried: frozenset[str] = frozenset()
         self._idle_deadline = 0.0
         self._relay_server: Server | None = None
+        self._relay_started = 0.0
+        self._bytes_up = 0
+        self._bytes_down = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -158,6 +161,7 @@ class HttpsClientProtocol(_ClientBase):
             self._timer = None
         if self._relay is not None:
             self._relay.abort()
+        self._relay_done()
         super().connection_lost(exc)
 
     @property
@@ -341,15 +345,18 @@ class HttpsClientProtocol(_ClientBase):
             relay.write_eof()
         self.resume_reading()
         self._arm_idle(backend.timeouts.tunnel)
-        self.ctx.log_request(
-            backend, server.label, b"TLS", (self.sni or "").encode(), 0, 0, time.monotonic(), self.peer_ip
-        )
+        self._relay_started = time.monotonic()
 
     def _arm_idle(self, seconds: float) -> None:
+        """Move the idle deadline; reschedule the timer only when the deadline comes earlier."""
         loop = asyncio.get_running_loop()
-        self._idle_deadline = loop.time() + seconds
-        if self._timer is None:
-            self._timer = loop.call_at(self._idle_deadline, self._idle_check)
+        self._idle_deadline = deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is not None and timer.when() <= deadline:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = loop.call_at(deadline, self._idle_check)
 
     def _idle_check(self) -> None:
         self._timer = None
@@ -367,6 +374,7 @@ class HttpsClientProtocol(_ClientBase):
             self._relay_buffer.append(data)
             return
         self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+        self._bytes_up += len(data)
         relay.write(data)
 
     def _tunnel_timeout(self) -> float:
@@ -376,6 +384,7 @@ class HttpsClientProtocol(_ClientBase):
     def relay_data(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+            self._bytes_down += len(data)
             self.transport.write(data)
             if self.writing_paused and self._relay is not None and self._relay.transport is not None:
                 self._relay.transport.pause_reading()
@@ -388,15 +397,29 @@ class HttpsClientProtocol(_ClientBase):
         else:
             # routes.md §7: client-fin/server-fin 1 s once one side has finished.
             self._arm_idle(self.ctx.limits.client_fin_timeout)
-            self._idle_deadline = asyncio.get_running_loop().time() + self.ctx.limits.client_fin_timeout
 
     def relay_closed(self) -> None:
-        server = self._relay_server
-        if server is not None:
-            state = self.ctx.registry.state(server)
-            state.active = max(0, state.active - 1)
-            self._relay_server = None
+        self._relay_done()
         self.finish()
+
+    def _relay_done(self) -> None:
+        """Once per relayed connection: release the endpoint and write the access-log line."""
+        server = self._relay_server
+        if server is None:
+            return
+        self._relay_server = None
+        state = self.ctx.registry.state(server)
+        state.active = max(0, state.active - 1)
+        if self._backend is not None:
+            self.ctx.log_tunnel(
+                self._backend,
+                server.label,
+                self.sni or "",
+                self._bytes_up,
+                self._bytes_down,
+                self._relay_started,
+                self.peer_ip,
+            )
 
     def relay_paused(self, paused: bool) -> None:
         if paused:

@@ -11,11 +11,14 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 
 from shiftroute.admission import Verdict
 from shiftroute.api import annotations as ann
 from shiftroute.api.objects import EndpointSlice, ObjectKey, Route, Service, TargetRef
 from shiftroute.errors import PKIError
+from shiftroute.pki.pem import load_certificates
 from shiftroute.routing.contexts import backend_context, cached_server_context, insecure_backend_context
 from shiftroute.routing.table import Backend, RateLimits, RoutingTable, Server, Timeouts
 
@@ -269,6 +272,7 @@ class Compiler:
             max_conn_per_server=self._positive(annotations, ann.POD_CONCURRENT, label, warnings),
             health_interval=self._duration(annotations, ann.HEALTH_INTERVAL, label, warnings),
             generation=route.meta.generation,
+            certificate_expiry=_expiry(tls.certificate) if tls is not None and tls.certificate else None,
         )
 
     def _duration(
@@ -351,6 +355,14 @@ class Compiler:
             rate_tcp=self._positive(annotations, ann.RATE_LIMIT_TCP, label, warnings),
             rate_http=self._positive(annotations, ann.RATE_LIMIT_HTTP, label, warnings),
         )
+
+
+@lru_cache(maxsize=8192)
+def _expiry(cert_pem: str) -> datetime | None:
+    try:
+        return load_certificates(cert_pem)[0].not_valid_after_utc
+    except PKIError:
+        return None
 
 
 def _actions(actions: Iterable[object]) -> tuple[tuple[bytes, bytes | None], ...]:

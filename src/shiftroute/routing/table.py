@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from shiftroute.api.annotations import IPNetwork
 
@@ -80,6 +81,7 @@ class Backend:
     max_conn_per_server: int | None = None
     health_interval: float | None = None  # active checks when there is more than one server
     generation: int = 0
+    certificate_expiry: datetime | None = None  # of the route's own certificate (routes.md §3: warn, metrics)
 
     @property
     def label(self) -> str:
