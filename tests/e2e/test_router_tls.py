@@ -254,7 +254,9 @@ def test_passthrough_access_line_when_the_connection_ends(cli: Cli, router: Rout
         sock.shutdown(socket.SHUT_WR)
         while sock.recv(65536):
             pass
-    line = f"default/pt 127.0.0.1:{backend.port} TLS sni=pt.example.com up={len(hello) + 1000} down=17"
+    sent = len(hello) + 1000
+    answer = len(b"got %d bytes" % sent)
+    line = f"default/pt 127.0.0.1:{backend.port} TLS sni=pt.example.com up={sent} down={answer}"
     wait_until(lambda: line in router.log(), 5, "the passthrough access-log line")
     metrics = get(router.admin, "x", "/metrics").text
     assert 'shiftroute_passthrough_connections_total{route="default/pt"} 1' in metrics

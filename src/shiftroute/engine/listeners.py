@@ -339,6 +339,7 @@ class HttpsClientProtocol(_ClientBase):
         self.ctx.registry.state(server).active += 1
         self._relay_server = server
         for piece in self._relay_buffer:
+            self._bytes_up += len(piece)
             relay.write(piece)
         self._relay_buffer = []
         if self._client_eof:
