@@ -34,10 +34,16 @@ test: install system-deps lint
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+# The seed walkthrough (docs/tutorial.md): pki, a "Hello" app, reencrypt/edge/passthrough routes, the router,
+# one request per route, then curl commands until Ctrl-C. Needs only Python: `make demo DEMO_ARGS=--once`
+# stops after the checks (exit 0 only if all passed); DEMO_ARGS="--keep" keeps the workspace.
 demo: install
 	$(BIN)/shiftroute demo $(DEMO_ARGS)
 
+# `make bench BENCH_ARGS="--quick"` for a smoke run; `--only reencrypt-keepalive,...`, `--rounds N`: see
+# `python -m bench --help`. A full run takes about 15 minutes and rewrites BENCHMARKS.md's tables.
 bench: install system-deps
+	$(BIN)/python -m pip install -q -r bench/requirements.txt
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -41,7 +41,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--workdir", type=Path, help="keep processes' logs and configs here (kept afterwards)")
     p.add_argument("--no-update", action="store_true", help="do not rewrite BENCHMARKS.md")
-    p.add_argument("--profile", action="store_true", help="afterwards, profile shiftroute (bench.profile)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, profile shiftroute (bench.profile; a full run does it anyway)",
+    )
+    p.add_argument(
+        "--store-latency",
+        action="store_true",
+        help="afterwards, measure store change delivery (bench.store_latency; a full run does it anyway)",
+    )
     return p.parse_args(argv)
 
 
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(raw)
     opts = options_from(args)
     cases = select(args.only)
-    command = "python -m bench " + shlex.join(raw) if raw else "make bench"
+    command = f"make bench BENCH_ARGS={shlex.quote(shlex.join(raw))}" if raw else "make bench"
     info = machine.describe()
     started = time.monotonic()
     load = info["load_average_start"]
@@ -91,7 +100,15 @@ def main(argv: list[str] | None = None) -> None:
                 "command": f"```\n{command}\n```",
             }
         )
-    if args.profile:
+    full = not (args.only or args.quick)
+    update = ["--no-update"] if args.no_update else []
+    if args.store_latency or full:
+        from bench import store_latency
+
+        progress("store latency ...")
+        store_latency.main(update)
+    if args.profile or full:
         from bench import profile
 
-        profile.main([])
+        progress("profile ...")
+        profile.main(update)

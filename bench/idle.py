@@ -144,7 +144,13 @@ def idle_connections(env: Env, case: CaseResult, termination: str) -> None:
         "kib_per_conn",
         Target("<= 64 KiB and <= 2x", max_ratio=2.0, max_absolute=64.0),
     )
-    case.row(label, "connections held", "connections")
+    case.rows_from_values(
+        label,
+        "connections held",
+        case.median("shiftroute", "connections"),
+        case.median("haproxy", "connections"),
+        show_ratio=False,
+    )
 
 
 def _fresh_haproxy(env: Env, name: str) -> HAProxyRouter:

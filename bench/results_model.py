@@ -26,10 +26,11 @@ class Row:
     target: Target | None = None
     note: str = ""
     met: bool | None = None
+    show_ratio: bool = True  # counts (failed requests, changes) have no meaningful ratio
 
     @property
     def ratio(self) -> float | None:
-        if self.shiftroute is None or self.haproxy in (None, 0):
+        if not self.show_ratio or self.shiftroute is None or self.haproxy in (None, 0):
             return None
         return self.shiftroute / self.haproxy  # type: ignore[operator]
 

@@ -20,7 +20,7 @@ from bench.haproxy import HAProxyRouter
 from bench.results_model import CaseResult, Target
 from bench.routes import NAMESPACE, BenchRoute, bench_route, filler_routes, route_manifest
 from bench.shiftroute_router import ShiftrouteRouter, fill_store_apply
-from bench.workloads import Load, measure
+from bench.workloads import WrkLoad, measure
 
 PROBE_INTERVAL_S = 0.005
 PROBE_DEADLINE_S = 60.0
@@ -222,13 +222,13 @@ class Churn:
 
 
 def churn(env: Env, case: CaseResult, termination: str) -> None:
-    load = Load(PATHS["hello"], env.options.connections)
+    load = WrkLoad(env, termination, PATHS["hello"], env.options.connections)
     for _ in range(env.options.rounds):
         for router in (env.shiftroute, env.haproxy):
             worker = Churn(env, router, termination)
             worker.thread.start()
             try:
-                _, sample = measure(env, router, termination, load, env.options.seconds)
+                _, sample = measure(env, router, load, env.options.seconds)
             finally:
                 worker.stop.set()
                 worker.thread.join(30)
@@ -248,7 +248,7 @@ def churn(env: Env, case: CaseResult, termination: str) -> None:
             "requests": "requests (all rounds)",
             "changes": "route changes applied",
         }[key]
-        case.rows_from_values(label, metric, total_sr, total_ha, target)
+        case.rows_from_values(label, metric, total_sr, total_ha, target, show_ratio=False)
 
 
 def _settle_haproxy(router: HAProxyRouter, timeout: float = 15.0) -> None:

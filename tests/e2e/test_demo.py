@@ -42,7 +42,7 @@ def test_demo_once_runs_every_step_and_passes(tmp_path: Path) -> None:
     blocks = re.split(r"\n  (?=(?:reencrypt|edge|passthrough) route )", out.split("==> step 5/6")[1])
     results = {b.split(" ", 1)[0]: b.split("\n\n")[0] for b in blocks[1:]}
     assert set(results) == {"reencrypt", "edge", "passthrough"}
-    for kind, block in results.items():
+    for block in results.values():
         assert "status:                  HTTP/1.1 200 OK" in block, block
         assert "body:                    Hello" in block, block
         assert block.rstrip().endswith("PASS"), block

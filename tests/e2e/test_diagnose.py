@@ -172,8 +172,8 @@ CASES = [
         wrong_ca,
         "backend",
         "certificate verify failed: unable to get local issuer certificate",
-        "the backend's certificate is issued by CN=customCA; --dest-ca-cert holds CN=otherCA: create the route "
-        "with the CA that signed the backend certificate",
+        "the backend's certificate is issued by CN=customCA; --dest-ca-cert holds CN=otherCA: create the "
+        "route with the CA that signed the backend certificate",
         id="wrong-destination-ca",
     ),
     pytest.param(

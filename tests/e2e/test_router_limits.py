@@ -66,7 +66,7 @@ sys.exit(uvloop.run(Router(config).run()))
 class ShortLimitsRouter(RouterProcess):
     """RouterProcess, started with Limits(keepalive 1 s, head 2 s, client 1 s) instead of the CLI defaults."""
 
-    def start(self, timeout: float = 30.0) -> RouterProcess:
+    def start(self, timeout: float = 30.0, wait: bool = True) -> RouterProcess:
         self.ready_file = self.workdir / "ready-short.json"
         self.ready_file.unlink(missing_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life

@@ -146,7 +146,10 @@ def wrong_accept(received: Received) -> bytes:
 
 
 def no_accept(received: Received) -> bytes:
-    return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Leak: 1\r\n\r\nSECRET"
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"X-Leak: 1\r\n\r\nSECRET"
+    )
 
 
 def other_protocol(received: Received) -> bytes:

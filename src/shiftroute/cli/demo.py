@@ -73,13 +73,16 @@ def demo(once: bool, workdir: Path | None, keep: bool) -> None:
     """
     directory, made = _workspace(workdir)
     old = signal.signal(signal.SIGTERM, _raise_stop)
-    walkthrough = Walkthrough(directory, click.echo, once)
+    walkthrough = Walkthrough(directory, click.echo, once, fail=lambda line: click.echo(line, err=True))
     ok = False
     try:
         try:
             ok = walkthrough.run(_wait_forever)
         except (_Stop, KeyboardInterrupt):
-            ok = True  # the user stopped step 6: everything before it passed
+            # Stopping step 6 is how the demo ends; stopping an earlier step leaves checks unrun.
+            ok = walkthrough.passed
+            if not ok:
+                click.echo(f"\ndemo interrupted at {walkthrough.current}", err=True)
         except DemoFailed:
             pass  # the walkthrough has said which step failed and why
     finally:

@@ -108,12 +108,34 @@ async def _discard_body(reader: asyncio.StreamReader, headers: dict[str, str]) -
     return True
 
 
+TLS_HANDSHAKE_RECORD = b"\x16"
+_NOT_TLS_BODY = b"This port speaks plain HTTP, not TLS.\n"
+NOT_TLS_HERE = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%b" % (len(_NOT_TLS_BODY), _NOT_TLS_BODY)
+)
+
+
+async def _first_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
+    """The first byte of a plain-HTTP connection; None after answering a TLS ClientHello with a 400 at once,
+    so a TLS client (a reencrypt route pointed here by mistake) fails fast instead of waiting for a head
+    that never comes."""
+    first = await asyncio.wait_for(reader.readexactly(1), HEAD_TIMEOUT)
+    if writer.get_extra_info("ssl_object") is None and first == TLS_HANDSHAKE_RECORD:
+        writer.write(NOT_TLS_HERE)
+        await writer.drain()
+        return None
+    return first
+
+
 async def _serve(text: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     first = True
     try:
-        while True:
+        pending = await _first_bytes(reader, writer)
+        while pending is not None:
             wait = HEAD_TIMEOUT if first else IDLE_TIMEOUT
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+            head = pending + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+            pending = b""
             first = False
             method, _target, headers = _headers(head)
             keep = await _discard_body(reader, headers)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,8 +68,11 @@ class Walkthrough:
     workdir: Path
     echo: Callable[[str], None]
     once: bool
+    fail: Callable[[str], None] = print  # where the failure line goes (the CLI: stderr)
     procs: Processes = field(init=False)
     ports: dict[str, int] = field(default_factory=dict)
+    current: str = "start"  # the step running now, to name it when interrupted
+    passed: bool = False  # every check of step 5 passed
 
     def __post_init__(self) -> None:
         self.store = self.workdir / "store.db"
@@ -82,7 +86,8 @@ class Walkthrough:
     def step(self, number: int, title: str) -> str:
         self.echo("")
         self.echo(f"==> step {number}/6: {title}")
-        return f"step {number} ({title})"
+        self.current = f"step {number} ({title})"
+        return self.current
 
     def run(self, wait_forever: Callable[[Callable[[], None]], None]) -> bool:
         try:
@@ -97,18 +102,24 @@ class Walkthrough:
             if not ok:
                 failed = ", ".join(o.route.name for o in outcomes if not o.ok)
                 raise DemoFailed("step 5 (requests through the router)", f"checks failed for {failed}")
+            self.passed = True
             if not self.once:
                 self.try_it(wait_forever)
             return True
         except DemoFailed as exc:
             # Said before the cleanup, so the reason is next to the step that failed.
-            self.echo("")
-            self.echo(f"demo failed at {exc.step}: {exc.why}")
+            self.fail(f"\ndemo failed at {exc.step}: {exc.why}")
             raise
         finally:
             self.echo("")
             self.echo("stopping the router and the applications")
-            self.procs.stop_all(self.echo)
+            # A second Ctrl-C must not cut the cleanup short and leave children running; it is bounded.
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                self.procs.stop_all(self.echo)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     def certificates(self) -> None:
         step = self.step(1, "certificates: a CA and an application certificate signed by it")

@@ -33,7 +33,13 @@ from shiftroute.store import Store, WatchEvent, open_store
 log = logging.getLogger("shiftroute.controller")
 
 KINDS = (KIND_ROUTE, KIND_SERVICE, KIND_ENDPOINTSLICE)
-MAX_BACKOFF = 10.0
+FIRST_BACKOFF = 0.2
+# Short, because a router that is not ready yet must serve as soon as the store is back (issue 6), and a
+# failed attempt is cheap for the store: against etcd it already takes up to the client's dial timeout
+# (every member refuses) or the call's deadline (no quorum), which spaces the attempts out by itself.
+MAX_BACKOFF = 2.0
+# While the store stays away, say so again this often (the first failure and the recovery always log).
+REPEAT_LOG_S = 30.0
 
 
 @dataclass(slots=True)
@@ -63,6 +69,11 @@ class Controller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shiftroute-controller", daemon=True)
         self._store: Store | None = None
+        # The revision each kind was listed at: the watch starts at the oldest of them, so it replays
+        # events that the newer lists already hold; those are skipped, not applied a second time.
+        self._listed: dict[str, int] = {}
+        self._published = False  # a first table exists: from then on an outage serves the last good one
+        self._outage = _Outage()
 
     def start(self) -> None:
         self._thread.start()
@@ -76,20 +87,16 @@ class Controller:
     # -- the loop ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = 0.2
+        backoff = FIRST_BACKOFF
         while not self._stop.is_set():
             try:
                 self._sync()
-                backoff = 0.2
+                backoff = FIRST_BACKOFF
             except CompactedError as exc:
                 log.info("watch fell behind (%s); listing again", exc)
             except ShiftrouteError as exc:
                 self.on_store_state(False, str(exc))
-                log.warning(
-                    "store unavailable: %s; serving the last good routing table, retrying in %.1fs",
-                    exc,
-                    backoff,
-                )
+                self._log_unavailable(str(exc), backoff)
                 self._close_store()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -99,6 +106,32 @@ class Controller:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         self._close_store()
+
+    def _log_unavailable(self, reason: str, backoff: float) -> None:
+        """Before the first sync the router has nothing to serve and is not ready; after it, it serves
+        the last good table. The log says which, once per outage and then every REPEAT_LOG_S."""
+        if not self._outage.should_log():
+            log.debug("store %s still unavailable: %s", self.store_url, reason)
+            return
+        still = self._outage.still()
+        if not self._published:
+            log.warning(
+                "%swaiting for the store %s: %s; not ready until the first sync (retrying in %.1fs)",
+                still,
+                self.store_url,
+                reason,
+                backoff,
+            )
+        else:
+            log.warning(
+                "%sstore unavailable %s: %s; serving the last good routing table (revision %d), "
+                "retrying in %.1fs",
+                still,
+                self.store_url,
+                reason,
+                self.snapshot.revision,
+                backoff,
+            )
 
     def _close_store(self) -> None:
         if self._store is not None:
@@ -113,18 +146,22 @@ class Controller:
             self._store = open_store(self.store_url)
         store = self._store
         snapshot = Snapshot({}, {}, {})
-        revisions = []
+        listed_at = {}
         for kind in KINDS:
             listed = store.list(kind)
-            revisions.append(listed.revision)
+            listed_at[kind] = listed.revision
             for manifest in listed.items:
                 _apply(snapshot, "ADDED", kind, manifest)
-        # Each list has its own revision; replaying from the oldest converges (events set whole objects).
-        snapshot.revision = max(revisions)
+        snapshot.revision = max(listed_at.values())
         self.snapshot = snapshot
+        self._listed = listed_at
         self.on_store_state(True, "")
+        down_for = self._outage.end()
+        if down_for is not None:
+            log.info("store %s is back after %.1fs: listed at revision %d", self.store_url, down_for,
+                     snapshot.revision)  # fmt: skip
         self._rebuild()
-        watch = store.watch(KINDS, min(revisions) + 1)
+        watch = store.watch(KINDS, min(listed_at.values()) + 1)
         try:
             while not self._stop.is_set():
                 events = watch.next_batch(timeout=0.5)
@@ -138,6 +175,8 @@ class Controller:
         changed = False
         snapshot = self.snapshot
         for event in events:
+            if event.revision <= self._listed.get(event.key.kind, 0):
+                continue  # already in that kind's list (an older object here would undo a newer one)
             snapshot.revision = max(snapshot.revision, event.revision)
             if event.key.kind == KIND_ROUTE and event.type == "MODIFIED":
                 old = snapshot.routes.get(event.key)
@@ -157,6 +196,7 @@ class Controller:
         slices = slices_by_service(snapshot.slices.values())
         result = self.compiler.compile(verdicts, snapshot.services, slices, snapshot.revision)
         self.publish(result, verdicts)
+        self._published = True
         # Tables are large and acyclic: keep the cyclic GC from rescanning them on every collection
         # (a full collection over 10 000 routes stalls the event loop for tens of milliseconds).
         gc.freeze()
@@ -166,6 +206,36 @@ class Controller:
             len(result.table.backends),
             (time.perf_counter() - started) * 1000,
         )
+
+
+class _Outage:
+    """When the store went away, so that an outage logs once and then now and then, not every retry."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._logged = 0.0
+
+    def should_log(self) -> bool:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        elif now - self._logged < REPEAT_LOG_S:
+            return False
+        self._logged = now
+        return True
+
+    def still(self) -> str:
+        """`still (for 42s) ` from the second message of an outage on."""
+        if self.since is None or self._logged == self.since:
+            return ""
+        return f"still (for {time.monotonic() - self.since:.0f}s) "
+
+    def end(self) -> float | None:
+        """The outage's length when one was going on (and it is over now), else None."""
+        if self.since is None:
+            return None
+        length, self.since = time.monotonic() - self.since, None
+        return length
 
 
 def _apply(snapshot: Snapshot, event: str, kind: str, manifest: dict[str, object]) -> None:

@@ -73,11 +73,11 @@ def upstream_head(
     policy = backend.forwarded_policy
     cookie = backend.cookie_name.encode() if backend.cookie_name else None
     headers: list[tuple[bytes, bytes]] = []
-    has_forwarded = False
+    sent: set[bytes] = set()  # forwarding headers the client sent
     for name, value in head.headers:
         lower = name.lower()
         if lower in _FORWARDED_NAMES:
-            has_forwarded = True
+            sent.add(lower)
             if policy == "replace":
                 continue
             if policy == "append" and lower not in {b"x-forwarded-for", b"forwarded"}:
@@ -90,14 +90,19 @@ def upstream_head(
         elif lower == b"expect":
             continue  # the router answers 100-continue itself
         headers.append((name, value))
-    if policy in {"append", "replace"} or (policy == "if-none" and not has_forwarded):
+    if policy in {"append", "replace", "if-none"}:
         proto = b"https" if secure else b"http"
         host = head.host_header
-        headers.append((b"X-Forwarded-Host", host))
-        headers.append((b"X-Forwarded-Port", str(local_port).encode()))
-        headers.append((b"X-Forwarded-Proto", proto))
-        headers.append((b"Forwarded", b"for=%b;host=%b;proto=%b" % (_forwarded_for(client_ip), host, proto)))
-        headers.append((b"X-Forwarded-For", client_ip.encode()))
+        own = (
+            (b"X-Forwarded-Host", host),
+            (b"X-Forwarded-Port", str(local_port).encode()),
+            (b"X-Forwarded-Proto", proto),
+            (b"Forwarded", b"for=%b;host=%b;proto=%b" % (_forwarded_for(client_ip), host, proto)),
+            (b"X-Forwarded-For", client_ip.encode()),
+        )
+        # if-none decides per header, as OpenShift's template does (`set-header X ... if !{ req.hdr(X) -m
+        # found }`, `option forwardfor if-none`): a client's X-Forwarded-For alone does not suppress the rest.
+        headers.extend(h for h in own if policy != "if-none" or h[0].lower() not in sent)
     _apply_actions(headers, backend.request_actions)
     if head.body == CHUNKED:
         headers.append((b"Transfer-Encoding", b"chunked"))

@@ -178,6 +178,7 @@ class HttpSession:
         self._marks = 0  # body/chunk/trailer callbacks so far: unchanged over a slice = one long line
         self._quiet = 0  # bytes of chunked body in a row that produced no callback
         self._error: HttpError | None = None
+        self._pending_error: tuple[int, str] | None = None  # a refusal waiting for earlier responses
         self._counted_routes: set[str] = set()
         self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
         self._hold_clean = False  # nothing of the held response has reached the client yet
@@ -231,7 +232,7 @@ class HttpSession:
     # -- client bytes in -----------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self._pending_error is not None:
             return
         if self.tunnel is not None:
             self._touch(self.tunnel.backend.timeouts.tunnel if self.tunnel.backend else 3600.0)
@@ -719,6 +720,8 @@ class HttpSession:
     def _response_complete(self, ex: Exchange, upstream_gone: bool = False) -> None:
         if ex.done or ex.resp_head is None or self.closed or not self.queue or self.queue[0] is not ex:
             return
+        if ex.resp_head.status == 101:
+            return  # llhttp ends a 101 before it raises HttpParserUpgrade: _start_tunnel decides (rule 17)
         ex.done = True
         self._flush()  # llhttp saw the whole message: what was held is good
         if ex.framing == CHUNKED:
@@ -760,6 +763,11 @@ class HttpSession:
     def _next(self) -> None:
         if self.queue:
             self._pump()
+            return
+        if self._pending_error is not None:
+            status, reason = self._pending_error
+            self._pending_error = None
+            self._reject(status, reason)
             return
         if self.peer_closed:
             self.finish()
@@ -864,6 +872,17 @@ class HttpSession:
     def _reject(self, status: int, reason: str) -> None:
         """A request the router refuses to parse: status, Connection: close, nothing forwarded."""
         if self.closed:
+            return
+        bad = self.parsing  # None when the bad bytes are in a head
+        if self.queue and self.queue[0] is not bad:
+            # Pipelined requests received whole before the bad bytes are answered first, in order; the error
+            # follows them (RFC 9112 §9.3.2), and nothing after the bad bytes is parsed.
+            if bad is not None:
+                self.queue.remove(bad)
+            self.parsing = None
+            self._pending_error = (status, reason)
+            self.down.pause_reading()
+            self._pump()
             return
         ex = self.queue[0] if self.queue else None
         if ex is not None and ex.resp_started:

@@ -67,6 +67,7 @@ class Router:
         self.listening = False
         self.table_revision = 0
         self.store_ok = False
+        self.store_problem = ""  # why the store did not answer, for /healthz/ready before the first sync
         self.cert_expiry: dict[str, datetime] = {}
         self._default: dict[str, ssl.SSLContext] = {}
         self._servers: list[asyncio.Server] = []
@@ -122,6 +123,7 @@ class Router:
 
     def _store_state(self, ok: bool, why: str) -> None:
         self.store_ok = ok
+        self.store_problem = "" if ok else why
 
     def _write_ready_file(self) -> None:
         path = self.config.ready_file
@@ -139,7 +141,14 @@ class Router:
     def _ready(self) -> tuple[int, bytes, bytes]:
         if self.ready and self.listening and not self.ctx.draining:
             return 200, b"ready\n", b"text/plain"
-        why = "draining" if self.ctx.draining else ("waiting for the store" if not self.ready else "starting")
+        if self.ctx.draining:
+            why = "draining"
+        elif not self.ready:
+            # A load balancer's probe says why the router is out of rotation (issue 6: a router started
+            # while its store is down waits for the first sync).
+            why = "waiting for the store" + (f": {self.store_problem}" if self.store_problem else "")
+        else:
+            why = "starting"
         return 503, f"not ready: {why}\n".encode(), b"text/plain"
 
     def _metrics(self) -> tuple[int, bytes, bytes]:
@@ -214,6 +223,7 @@ class Router:
         controller = Controller(
             cfg.store_url, cfg.options, compiler, publish_into_loop(loop, self._publish), store_state
         )
+        log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)
         controller.start()
         health = HealthChecker(self.ctx)
         health.start()

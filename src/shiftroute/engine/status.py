@@ -74,7 +74,11 @@ class StatusWriter:
         self.options = options
         self.registration = registration
         self._pending: dict[ObjectKey, Verdict] | None = None
-        self._written: dict[ObjectKey, tuple[object, ...]] = {}
+        # What this router last wrote per route, with the route's uid: a route deleted and created again
+        # under the same name is another object whose status is still empty, even when the verdicts for
+        # both arrive coalesced into one batch.
+        self._written: dict[ObjectKey, tuple[str, tuple[object, ...]]] = {}
+        self._failing_since: float | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -105,6 +109,7 @@ class StatusWriter:
         next_beat = 0.0
         while True:
             stopping = self._stop.is_set()
+            verdicts: dict[ObjectKey, Verdict] | None = None
             try:
                 if self._store is None:
                     self._store = open_store(self.store_url)
@@ -117,18 +122,47 @@ class StatusWriter:
                 if verdicts is not None and not stopping and not self._write_statuses(self._store, verdicts):
                     with self._lock:  # retry later unless newer verdicts arrived meanwhile
                         self._pending = self._pending or verdicts
+                self._succeeded()
             except ShiftrouteError as exc:
-                log.warning("status update failed: %s (will retry)", exc)
-                self._store = None
+                self._failed(exc)
+                self._retry_later(verdicts)
             except Exception:
                 log.exception("status writer error")
-                self._store = None
+                self._retry_later(verdicts)
             if stopping:
                 break
             self._wake.wait(timeout=min(HEARTBEAT_INTERVAL, 1.0) if self._pending else HEARTBEAT_INTERVAL)
             self._wake.clear()
-        if self._store is not None:
-            self._store.close()
+        self._drop_store()
+
+    def _retry_later(self, verdicts: dict[ObjectKey, Verdict] | None) -> None:
+        """After a failed pass: new connection next time, and the verdicts it held are not dropped (no
+        newer table may come to resubmit them, and then those statuses would never be written)."""
+        self._drop_store()
+        with self._lock:
+            self._pending = self._pending or verdicts
+
+    def _drop_store(self) -> None:
+        """Close the connection (a new one is opened on the next pass, perhaps to another member)."""
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                log.debug("closing the store failed", exc_info=True)
+
+    def _failed(self, exc: ShiftrouteError) -> None:
+        # Once per outage: the controller already reports the store's state; this is what it costs here.
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning("status updates paused: %s (retrying until the store answers)", exc)
+        else:
+            log.debug("status update failed again: %s", exc)
+
+    def _succeeded(self) -> None:
+        if self._failing_since is not None:
+            log.info("status updates resumed after %.1fs", time.monotonic() - self._failing_since)
+            self._failing_since = None
 
     def _heartbeat(self, store: Store) -> None:
         name = self.options.router_name
@@ -156,7 +190,7 @@ class StatusWriter:
         ok = True
         for key, verdict in verdicts.items():
             entry = desired_entry(verdict, self.options)
-            wanted = _comparable(entry)
+            wanted = (verdict.route.meta.uid, _comparable(entry))
             if self._written.get(key) == wanted:
                 continue
             try:

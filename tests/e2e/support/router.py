@@ -14,7 +14,7 @@ from tests.conftest import SHIFTROUTE
 
 
 class RouterProcess:
-    def __init__(self, store: Path, workdir: Path, *args: str, name: str = "default") -> None:
+    def __init__(self, store: Path | str, workdir: Path, *args: str, name: str = "default") -> None:
         self.store = store
         self.name = name
         self.workdir = workdir
@@ -37,7 +37,10 @@ class RouterProcess:
     def admin(self) -> int:
         return self.ports["admin"]
 
-    def start(self, timeout: float = 30.0) -> RouterProcess:
+    def start(self, timeout: float = 30.0, wait: bool = True) -> RouterProcess:
+        """Start the process; with `wait`, return once it is ready (its first routing table published).
+        `wait=False` is for a router that cannot be ready yet (its store is down): give it fixed ports in
+        `args`, set `ports`, and call `wait_ready()` later."""
         self.ready_file.unlink(missing_ok=True)
         command = [
             SHIFTROUTE,
@@ -68,6 +71,11 @@ class RouterProcess:
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        return self.wait_ready(timeout) if wait else self
+
+    def wait_ready(self, timeout: float = 30.0) -> RouterProcess:
+        """Wait (bounded) for the ready-file; its ports replace `ports`."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
