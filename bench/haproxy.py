@@ -144,7 +144,10 @@ class HAProxyRouter:
         return [p.pid for p in (self.proc, *self.old) if p is not None and p.poll() is None]
 
     def _argv(self) -> list[str]:
-        return [haproxy_binary(), "-db", "-f", str(self.config.path)]
+        # -db: foreground (the harness owns the process). -q: OpenShift runs HAProxy as a daemon, whose
+        # stderr goes nowhere; in the foreground every reload would print one warning per stopped proxy
+        # (10 000 lines with the big configuration).
+        return [haproxy_binary(), "-db", "-q", "-f", str(self.config.path)]
 
     def start(self, cpu: int) -> None:
         self.cpu = cpu

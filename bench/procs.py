@@ -142,3 +142,14 @@ def log_tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def cpu_busy_seconds() -> dict[int, float]:
+    """Per CPU: time not idle since boot (user, nice, system, irq, softirq, steal), from /proc/stat."""
+    out: dict[int, float] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+            out[int(name[3:])] = (user + nice + system + irq + softirq + steal) / CLK_TCK
+    return out

@@ -94,8 +94,11 @@ class CaseResult:
         haproxy: float | None,
         target: Target | None = None,
         note: str = "",
+        show_ratio: bool = True,
     ) -> Row:
-        made = Row(self.case, workload, metric, shiftroute, haproxy, target, note).judge()
+        made = Row(
+            self.case, workload, metric, shiftroute, haproxy, target, note, show_ratio=show_ratio
+        ).judge()
         self.rows.append(made)
         return made
 

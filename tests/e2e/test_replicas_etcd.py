@@ -48,8 +48,9 @@ def etcd_cli(url: str, home: Path) -> Cli:
         *args: str, input: str | None = None, check: bool = False, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "SHIFTROUTE_STORE": url, "XDG_STATE_HOME": str(home / "state")}
+        command = [SHIFTROUTE, *args]
         proc = subprocess.run(
-            [SHIFTROUTE, *args], input=input, capture_output=True, text=True, env=env, cwd=home, timeout=timeout
+            command, input=input, capture_output=True, text=True, env=env, cwd=home, timeout=timeout
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"shiftroute {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
@@ -307,6 +308,12 @@ def test_quorum_lost_serves_the_last_table_refuses_writes_and_resyncs(replicas: 
         m0.start()
         m1.start()
         cluster.wait_healthy()
+        store = replicas.store()
+        try:
+            listed = [m["metadata"]["name"] for m in store.list("Route").items]
+        finally:
+            store.close()
+        assert listed == ["a", "b"], "the refused writes changed nothing"
         # Changes made as soon as quorum is back, whatever the routers' watches are doing at that moment.
         expose(cli, "c")
         cli("delete", "route", "b", check=True)
@@ -321,7 +328,8 @@ def test_quorum_lost_serves_the_last_table_refuses_writes_and_resyncs(replicas: 
 
     store = replicas.store()
     try:
-        assert [m["metadata"]["name"] for m in store.list("Route").items] == ["a", "c"], "none lost or revived"
+        names = [m["metadata"]["name"] for m in store.list("Route").items]
+        assert names == ["a", "c"], "none lost, none revived"
         for name in ("a", "c"):
             wait_verdicts(store, "default", name, dict.fromkeys(NAMES, "Admitted"))
             ingress = store.get("Route", "default", name)["status"]["ingress"]
@@ -418,14 +426,21 @@ def test_router_restarted_while_etcd_is_down_waits_then_serves(replicas: Replica
         # Fixed ports: a router that is not ready writes no ready-file to learn them from.
         ports = {"http": free_port(), "https": free_port(), "admin": free_port()}
         args = [item for kind, port in ports.items() for item in (f"--{kind}-port", str(port))]
-        again = replicas.start("r1", *args, wait=False, workdir=replicas.workdir / "restarted")
+        # Debug logging shows each retry, so the test can let a few of them fail before etcd returns.
+        again = replicas.start(
+            "r1", *args, "--log-level", "debug", wait=False, workdir=replicas.workdir / "restarted"
+        )
         again.ports = ports
         wait_until(lambda: "waiting for the store etcd://" in again.log(), WAIT, "the waiting log line")
         line = next(x for x in again.log().splitlines() if "waiting for the store" in x)
-        assert "not ready until the first sync" in line, line
-        assert "serving the last good routing table" not in again.log()
+        assert "not ready until the first sync" in line and "WARNING" in line, line
         ready = wait_until(lambda: get(again.admin, "x", "/healthz/ready", timeout=5), WAIT, "readiness")
         assert ready.status == 503 and b"waiting for the store" in ready.body  # type: ignore[attr-defined]
+        assert get(again.http, "a.example.com").status == 503, "no table yet: no route"
+        wait_until(lambda: again.log().count("still unavailable") >= 3, WAIT, "three more failed retries")
+        assert again.log().count("waiting for the store etcd://") == 1, "said once, not on every retry"
+        assert "serving the last good routing table" not in again.log()
+        assert get(again.admin, "x", "/healthz/ready").status == 503
         more_requests([load])
 
         for member in cluster.members:
@@ -458,3 +473,7 @@ def test_replica_killed_under_load_the_others_see_no_error(replicas: Replicas, b
         more_requests(loads[:2])
     for router, load in zip(survivors, loads[:2], strict=True):
         assert load.failures == [], (router.name, load.failures[:5])
+    # Started again (a new process, the same name), it catches up from the store alone.
+    again = replicas.start(victim.name, workdir=replicas.workdir / "again")
+    serving_everywhere([again], "a.example.com")
+    serving_everywhere([again], "b.example.com")

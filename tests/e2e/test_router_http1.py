@@ -23,6 +23,7 @@ from tests.e2e.support.router import RouterProcess
 
 HOST = "web.example.com"
 TLS_HOST = "secure.example.com"
+OTHER_TLS_HOST = "other.example.com"
 
 
 @dataclass
@@ -55,8 +56,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             service(cli, "web", 8080, backend.address)
             cli("expose", "service", "web", "--hostname", HOST)
             cli("create", "route", "edge", "secure", "--service", "web", "--hostname", TLS_HOST)
+            cli("create", "route", "edge", "other", "--service", "web", "--hostname", OTHER_TLS_HOST)
             wait_serving(router.http, HOST)
             wait_serving(router.https, TLS_HOST, tls=True)
+            wait_serving(router.https, OTHER_TLS_HOST, tls=True)
             yield Env(router, backend, cli)
         finally:
             try:
@@ -296,3 +299,34 @@ def test_bad_backend_response_is_502_and_nothing_of_it_reaches_the_client(env: E
     response = get(env.router.http, HOST)
     assert response.status == 200
     assert env.backend.received[-1].connection != touched
+
+
+# hardening.md rule 4: on a terminated connection, a Host that selects another route than SNI did is 421.
+@pytest.mark.parametrize(
+    ("sni", "host", "status"),
+    [
+        pytest.param(TLS_HOST, OTHER_TLS_HOST, 421, id="sni-and-host-name-different-routes"),
+        pytest.param("unknown.example.com", TLS_HOST, 421, id="sni-without-route-host-with-route"),
+        pytest.param(TLS_HOST, "SECURE.example.com.:443", 200, id="same-route-other-spelling"),
+        pytest.param(None, TLS_HOST, 200, id="no-sni"),
+    ],
+)
+def test_sni_and_host_must_select_the_same_route(env: Env, sni: str | None, host: str, status: int) -> None:
+    with Connection(env.router.https, tls=True, sni=sni) as conn:
+        response = conn.request("GET", "/", host)
+        assert response.status == status
+        if status == 421:
+            assert response.header("Connection") == "close"
+            assert conn.is_closed()
+            assert env.backend.received == []
+        else:
+            assert len(env.backend.received) == 1
+
+
+def test_host_switch_on_a_kept_alive_tls_connection_is_421(env: Env) -> None:
+    with Connection(env.router.https, tls=True, sni=TLS_HOST) as conn:
+        assert conn.request("GET", "/first", TLS_HOST).status == 200
+        response = conn.request("GET", "/second", OTHER_TLS_HOST)
+        assert (response.status, response.header("Connection")) == (421, "close")
+        assert conn.is_closed()
+    assert [seen.path for seen in env.backend.received] == ["/first"]

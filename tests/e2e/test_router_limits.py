@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHIFTROUTE
+from tests.conftest import SHIFTROUTE, wait_until
 from tests.e2e.helpers import Cli, service, wait_serving
 from tests.e2e.support.backend import Backend, hello_response
 from tests.e2e.support.client import Connection, build_request
@@ -108,6 +108,7 @@ def module_cli(tmp: Path) -> Cli:
 class Env:
     router: RouterProcess
     short: RouterProcess
+    capped: RouterProcess
     backend: Backend
     cli: Cli
 
@@ -119,17 +120,20 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with Backend(name="web") as backend:
         router = RouterProcess(tmp / "store.db", tmp / "routers").start()
         short = ShortLimitsRouter(tmp / "store.db", tmp / "short", name="short").start()
+        capped = RouterProcess(
+            tmp / "store.db", tmp / "capped", "--max-connections", "2", name="capped"
+        ).start()
         try:
             service(cli, "web", 8080, backend.address)
             cli("expose", "service", "web", "--hostname", HOST)
             (tmp / "timeout-route.yaml").write_text(SLOW_ROUTE)
             cli("apply", "-f", str(tmp / "timeout-route.yaml"))
-            for port in (router.http, short.http):
+            for port in (router.http, short.http, capped.http):
                 wait_serving(port, HOST)
                 wait_serving(port, SLOW_HOST)
-            yield Env(router, short, backend, cli)
+            yield Env(router, short, capped, backend, cli)
         finally:
-            for process in (router, short):
+            for process in (router, short, capped):
                 try:
                     process.stop()
                 except AssertionError:
@@ -247,3 +251,43 @@ def test_stalled_request_body_is_cut_and_never_completes_at_the_backend(env: Env
         answer = conn.read_until_closed(limit=8)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
     assert env.backend.received == []
+
+
+def served_connection(port: int) -> Connection:
+    """A connection the router accepted and served (bounded retries while earlier ones wind down)."""
+
+    def attempt() -> Connection | None:
+        conn = Connection(port)
+        try:
+            if conn.request("GET", "/", HOST).status == 200:
+                return conn
+        except (OSError, ConnectionError):
+            pass
+        conn.close()
+        return None
+
+    result = wait_until(attempt, 10, "a served connection")
+    assert isinstance(result, Connection)
+    return result
+
+
+def test_connections_above_the_limit_are_refused_and_open_ones_keep_working(env: Env) -> None:
+    """Rule 15 with `--max-connections 2`: a third client is refused at once, the two open connections keep
+    being served, and a slot that frees up is usable again."""
+    first = served_connection(env.capped.http)
+    second = served_connection(env.capped.http)
+    try:
+        with Connection(env.capped.http) as third:
+            try:
+                third.send(build_request("GET", "/refused", HOST))
+            except OSError:
+                pass  # already reset
+            assert third.read_until_closed(limit=5) == b""
+        assert first.request("GET", "/still", HOST).status == 200
+        assert second.request("GET", "/still", HOST).status == 200
+        assert "/refused" not in [seen.path for seen in env.backend.received]
+        first.close()
+        served_connection(env.capped.http).close()
+    finally:
+        first.close()
+        second.close()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +155,11 @@ def test_pipelined_requests_are_answered_in_order(env: Env, web: tuple[Backend, 
             + build_request("HEAD", "/3", host)
             + build_request("GET", "/4", host)
         )
-        assert conn.read_response().body == b"/1"
-        assert conn.read_response().body == b"/2:abc"
-        head = conn.read_response(head=True)
+        assert conn.read_pipelined_response().body == b"/1"
+        assert conn.read_pipelined_response().body == b"/2:abc"
+        head = conn.read_pipelined_response(head=True)
         assert head.status == 200 and head.header("Content-Length") == "2" and head.body == b""
-        assert conn.read_response().body == b"/4"
+        assert conn.read_pipelined_response().body == b"/4"
     assert [seen.path for seen in backend.received] == ["/1", "/2", "/3", "/4"]
 
 
@@ -165,9 +167,9 @@ def test_pipelined_request_after_a_bad_one_is_not_served(env: Env, web: tuple[Ba
     backend, host = web
     with Connection(env.router.http) as conn:
         conn.send(build_request("GET", "/ok", host) + b"GET /bad HTTP/1.1\r\nHost : x\r\n\r\n")
-        first = conn.read_response()
+        first = conn.read_pipelined_response()
         assert first.status == 200 and first.body == b"/ok"
-        second = conn.read_response()
+        second = conn.read_pipelined_response()
         assert (second.status, second.header("Connection")) == (400, "close")
         assert conn.is_closed()
     assert [seen.path for seen in backend.received] == ["/ok"]
@@ -652,3 +654,123 @@ def test_cookie_annotations(
         got_name, _, attributes = cookie_of(cookies)
         assert got_name == (cookie_name or hashlib.md5(f" default:{name}".encode()).hexdigest())
         assert attributes == " path=/; HttpOnly" + suffix
+
+
+# -- back-pressure (hardening.md rule 16) ---------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def wait_stalled(progress: list[int], what: str) -> int:
+    """Wait (bounded) until `progress[0]` stops growing for a second; returns where it stopped."""
+    wait_until(lambda: progress[0] >= MiB, 30, f"{what}: first the data must flow", interval=0.05)
+    last = [-1, 0.0]
+
+    def stalled() -> bool:
+        now = time.monotonic()
+        if progress[0] != last[0]:
+            last[0], last[1] = progress[0], now
+            return False
+        return now - last[1] >= 1.0
+
+    wait_until(stalled, 30, what, interval=0.1)
+    return progress[0]
+
+
+TOTAL = 128 * MiB
+PIECE = b"z" * (64 * 1024)
+
+
+def test_slow_reading_client_holds_the_backend_back(env: Env, web: tuple[Backend, str]) -> None:
+    """The client reads nothing while the backend has 128 MiB to send: the router stops reading the backend
+    (memory stays flat), then everything arrives once the client reads."""
+    backend, host = web
+    pushed = [0]
+
+    def respond(_r: Received) -> Iterator[bytes]:
+        yield b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % TOTAL
+        for _ in range(TOTAL // len(PIECE)):
+            pushed[0] += len(PIECE)
+            yield PIECE
+
+    backend.respond = respond
+    assert env.router.proc is not None
+    baseline = rss_bytes(env.router.proc.pid)
+    with Connection(env.router.http, timeout=60) as conn:
+        conn.send(build_request("GET", "/firehose", host))
+        stopped = wait_stalled(pushed, "the backend to be held back")
+        assert stopped < 48 * MiB, f"the backend pushed {stopped // MiB} MiB into a client that reads nothing"
+        assert rss_bytes(env.router.proc.pid) - baseline < 48 * MiB
+        conn.read_until(b"\r\n\r\n")
+        received = 0
+        while received < TOTAL:
+            received += len(conn.read_exactly(min(4 * MiB, TOTAL - received)))
+    assert pushed[0] == TOTAL
+
+
+def test_slow_reading_backend_holds_the_client_back(env: Env) -> None:
+    """The backend reads nothing while the client uploads 128 MiB: the router stops reading the client."""
+    release = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    got = [0]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                if data.startswith(b"GET"):  # the readiness probe
+                    conn.sendall(response(200, b"probe", "Connection: close"))
+                    continue
+                release.wait(60)  # read nothing more until the test says so
+                body = len(data) - data.index(b"\r\n\r\n") - 4
+                while body < TOTAL:
+                    more = conn.recv(1 << 20)
+                    if not more:
+                        return
+                    body += len(more)
+                got[0] = body
+                conn.sendall(response(200, b"all here"))
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    service(env.cli, "sink", 8080, f"127.0.0.1:{server.getsockname()[1]}")
+    env.route("sink", "sink.example.com", "sink")
+    wait_serving(env.router.http, "sink.example.com")
+    sent = [0]
+    try:
+        with Connection(env.router.http, timeout=60) as conn:
+
+            def upload() -> None:
+                conn.send(
+                    build_request("POST", "/sink", "sink.example.com", [("Content-Length", str(TOTAL))])
+                )
+                for _ in range(TOTAL // len(PIECE)):
+                    conn.send(PIECE)
+                    sent[0] += len(PIECE)
+
+            uploader = threading.Thread(target=upload, daemon=True)
+            uploader.start()
+            stopped = wait_stalled(sent, "the client upload to be held back")
+            assert stopped < 48 * MiB, (
+                f"the client pushed {stopped // MiB} MiB into a backend that reads nothing"
+            )
+            release.set()
+            uploader.join(60)
+            assert sent[0] == TOTAL
+            reply = conn.read_response()
+            assert reply.status == 200 and reply.body == b"all here"
+        assert got[0] == TOTAL
+    finally:
+        release.set()
+        server.close()

@@ -273,20 +273,58 @@ class EtcdStore:
             return self._ours(writes, deadline) if ambiguous is not None else None
 
     def _ours(self, writes: Sequence[_Write], deadline: float) -> int | None:
-        """After an unanswered try and a failed retry: did the first try apply? Yes if every key is what
-        we wrote (our values carry a fresh uid or the exact new content, so another writer matching all of
-        them byte for byte wrote the same thing anyway)."""
+        """After an unanswered try and a failed retry: did the first try apply? Yes if, at the revision
+        where each key first changed after the version we compared on, it holds exactly what we wrote, and
+        that revision is the same for every key (one txn). Our values carry a fresh uid or the exact new
+        content, so another writer matching all of them byte for byte wrote the same thing anyway.
+
+        Not "the key holds what we wrote now": with router replicas, a router writes its status entry
+        into a new route within milliseconds, before our retry, and a create would turn into a false
+        AlreadyExists (an update into a false conflict)."""
         current = self._read_many([w.key for w in writes], deadline)
         revisions = set()
-        for w in writes:
-            kv = current[w.key]
-            if w.action == "put" and (kv is None or kv.value != w.value):
-                return None
-            if w.action == "delete" and kv is not None:
-                return None
-            if w.action == "put" and kv is not None:
-                revisions.add(kv.mod_revision)
+        try:
+            for w in writes:
+                kv = current[w.key]
+                if w.action == "delete" and kv is not None:
+                    return None
+                if w.action != "put":
+                    continue
+                revision = self._applied_at(w, kv, deadline)
+                if revision is None:
+                    return None
+                revisions.add(revision)
+        except RevisionCompactedError:
+            return None  # the history that would tell is gone: say what is certain, someone else won
         return max(revisions) if len(revisions) == 1 else (None if revisions else self.revision())
+
+    def _applied_at(self, write: _Write, kv: KeyValue | None, deadline: float) -> int | None:
+        """The revision at which `write` was applied, or None when the key's next version is not ours."""
+        if kv is not None and kv.value == write.value:
+            return kv.mod_revision  # unchanged since
+        if write.expect == 0:
+            # A create: this incarnation of the key began at its create_revision.
+            revision = kv.create_revision if kv is not None else 0
+        else:
+            revision = self._next_change(write.key, write.expect, kv, deadline)
+        if not revision:
+            return None
+        then = self._client.range(write.key, revision=revision, deadline=deadline).kvs
+        ours = bool(then) and then[0].mod_revision == revision and then[0].value == write.value
+        return revision if ours else None
+
+    def _next_change(self, key: bytes, expect: int, kv: KeyValue | None, deadline: float) -> int:
+        """The first revision after `expect` at which `key` no longer had mod_revision `expect`: a binary
+        search over the key's history (a handful of reads, only after an unanswered write)."""
+        low, high = expect + 1, kv.mod_revision if kv is not None else self.revision()
+        while low < high:
+            middle = (low + high) // 2
+            then = self._client.range(key, revision=middle, deadline=deadline).kvs
+            if then and then[0].mod_revision == expect:
+                low = middle + 1
+            else:
+                high = middle
+        return low
 
     def _cas_loop(self, kind: str, namespace: str, name: str, change: _Change) -> Manifest:
         """Read, let `change(current, kv)` decide, commit on mod_revision; again on a lost race."""

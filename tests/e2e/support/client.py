@@ -207,6 +207,44 @@ class Connection:
         self._buffer = out[end:]
         return out[:end]
 
+    def read_pipelined_response(self, head: bool = False) -> Response:
+        """One response when several may arrive in one read (pipelining): framed by its own head, so the
+        bytes after it stay buffered for the next call. (`read_response` takes one response per read.)"""
+        while True:
+            raw = self.read_until(b"\r\n\r\n")
+            collect = _Collect()
+            parser = httptools.HttpResponseParser(collect)
+            try:
+                parser.feed_data(raw)
+            except httptools.HttpParserUpgrade:
+                pass
+            status = parser.get_status_code()
+            if not (100 <= status < 200 and status != 101):
+                break
+        resp = self._response(parser, collect)
+        te = (resp.header("Transfer-Encoding") or "").lower()
+        if head or status in (101, 204, 304):
+            pass
+        elif te.endswith("chunked"):
+            body = b""
+            while True:
+                size = int(self.read_until(b"\r\n").split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.read_until(b"\r\n") != b"\r\n":  # trailer fields
+                        pass
+                    break
+                body += self.read_exactly(size)
+                self.read_exactly(2)
+            resp.body = body
+        elif resp.header("Content-Length") is not None:
+            resp.body = self.read_exactly(int(resp.header("Content-Length") or 0))
+        else:
+            resp.body = self.read_until_closed()
+            resp.closed = True
+        if any(v.strip().lower() == "close" for v in (resp.header("Connection") or "").split(",")):
+            resp.closed = True
+        return resp
+
     def is_closed(self, wait: float = 2.0) -> bool:
         """True when the peer closes the connection within `wait` seconds (reading nothing else)."""
         try:

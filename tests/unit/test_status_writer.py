@@ -1,0 +1,95 @@
+"""The status writer (engine/status.py) against a real SQLite store in-process: what it must not forget.
+
+With replicas every router writes its own `status.ingress[]` entry, so a status a router skipped or
+dropped stays missing: no other router writes it for it, and nothing else resubmits it unless the routing
+table changes again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shiftroute.admission import RouterOptions, Verdict
+from shiftroute.api.objects import Route
+from shiftroute.engine.status import StatusWriter
+from shiftroute.errors import StoreUnavailableError
+from shiftroute.store.sqlite import SqliteStore
+from tests.conftest import wait_until
+
+OPTIONS = RouterOptions(router_name="r1")
+WAIT = 10.0
+
+
+def route(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "route.openshift.io/v1",
+        "kind": "Route",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"host": f"{name}.example.com", "to": {"kind": "Service", "name": "web"}},
+    }
+
+
+def admitted(manifest: dict[str, Any]) -> Verdict:
+    parsed = Route.from_manifest(manifest)
+    return Verdict(parsed, parsed.spec.host, admitted=True)
+
+
+def entry_of(store: SqliteStore, name: str) -> dict[str, Any] | None:
+    ingress = (store.get("Route", "default", name).get("status") or {}).get("ingress") or []
+    return next((i for i in ingress if i["routerName"] == "r1"), None)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "store.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def writer(store: SqliteStore) -> Iterator[StatusWriter]:
+    w = StatusWriter(str(store.path), OPTIONS, {"http": "127.0.0.1:1"})
+    w.start()
+    yield w
+    w.stop()
+
+
+def test_a_route_created_again_under_the_same_name_gets_its_status(
+    store: SqliteStore, writer: StatusWriter
+) -> None:
+    first = store.create(route("a"))
+    writer.submit({admitted(first).key: admitted(first)})
+    wait_until(lambda: entry_of(store, "a"), WAIT, "the first route's status")
+    store.delete("Route", "default", "a")
+    second = store.create(route("a"))
+    # The same key and the same verdict as before, as when the delete's table and the create's table
+    # were coalesced into one batch: it is still another object, with no status yet.
+    writer.submit({admitted(second).key: admitted(second)})
+    wait_until(lambda: entry_of(store, "a"), WAIT, "the new route's status")
+
+
+def test_verdicts_of_a_failed_pass_are_written_once_the_store_answers(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_update_status = SqliteStore.update_status
+    failures = [1]
+
+    def flaky(self: SqliteStore, kind: str, *args: Any, **kwargs: Any) -> Any:
+        if kind == "Route" and failures[0]:
+            failures[0] -= 1
+            raise StoreUnavailableError("store away (test)")
+        return real_update_status(self, kind, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteStore, "update_status", flaky)
+    manifest = store.create(route("a"))
+    w = StatusWriter(str(store.path), OPTIONS, {"http": "127.0.0.1:1"})
+    w.start()
+    try:
+        w.submit({admitted(manifest).key: admitted(manifest)})  # once: no newer table comes
+        wait_until(lambda: entry_of(store, "a"), WAIT, "the status after the failed pass")
+    finally:
+        w.stop()
+    assert failures == [0]
