@@ -9,9 +9,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import machine, report
+from bench import machine, report, source
 from bench.cases import WORKLOADS, Runner, select
 from bench.env import Env, Options
+from bench.procs import exit_on_signals
 from bench.workloads import idle_cpu
 
 
@@ -38,6 +39,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         choices=["ecdsa-p256", "rsa-2048", "rsa-4096"],
         default="ecdsa-p256",
         help="key of every certificate (default ecdsa-p256; OpenShift's default cert is rsa-2048)",
+    )
+    p.add_argument(
+        "--ref",
+        help="measure shiftroute's src/shiftroute at this git ref (e.g. HEAD) instead of "
+        "the working tree: a consistent version while others edit it",
     )
     p.add_argument("--workdir", type=Path, help="keep processes' logs and configs here (kept afterwards)")
     p.add_argument("--no-update", action="store_true", help="do not rewrite BENCHMARKS.md")
@@ -74,10 +80,13 @@ def progress(message: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     raw = sys.argv[1:] if argv is None else argv
     args = parse(raw)
+    exit_on_signals()
+    source.use_ref(args.ref)
     opts = options_from(args)
     cases = select(args.only)
     command = f"make bench BENCH_ARGS={shlex.quote(shlex.join(raw))}" if raw else "make bench"
     info = machine.describe()
+    info["shiftroute_source"] = source.describe()
     started = time.monotonic()
     load = info["load_average_start"]
     progress(f"{len(cases)} cases, {opts.rounds} round(s) of {opts.seconds:g}s; load average {load}")
@@ -102,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     full = not (args.only or args.quick)
     update = ["--no-update"] if args.no_update else []
+    if args.ref:
+        update += ["--ref", args.ref]
     if args.store_latency or full:
         from bench import store_latency
 

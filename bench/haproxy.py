@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.certs import Certs
-from bench.procs import Procs, free_port, log_tail, stop_bounded, wait_port
+from bench.procs import Procs, free_port, log_tail, wait_port
 from bench.routes import BenchRoute
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -167,7 +167,21 @@ class HAProxyRouter:
         argv = [*self._argv(), "-x", str(self.config.stats_socket), "-sf", str(old.pid)]
         self.proc = self.procs.start(f"{self.name}-reload", argv, cpu=self.cpu)
         self.old.append(old)
+        self.wait_ready(self.proc)
         self.reap()
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+        """Until the new process answers on the stats socket (it has the listeners then). OpenShift's reload
+        script waits the same way before the next reload; reloading faster breaks the `-x` hand-over."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"haproxy reload exited with {proc.returncode}: {self.log()}")
+            with contextlib.suppress(OSError):
+                if self.show_info().get("Pid") == str(proc.pid):
+                    return
+            time.sleep(0.005)
+        raise TimeoutError(f"haproxy reload not ready after {timeout}s")
 
     def reap(self) -> None:
         for proc in list(self.old):
@@ -209,12 +223,4 @@ class HAProxyRouter:
         self.old = []
 
     def log(self) -> str:
-        return log_tail(self.procs.logdir / f"{self.name}.log")
-
-
-def wait_stopped(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.0, deadline - time.monotonic()))
-        stop_bounded(proc, 1.0)
+        return log_tail(self.procs.logdir / f"{self.name}-reload.log")

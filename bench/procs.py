@@ -153,3 +153,14 @@ def cpu_busy_seconds() -> dict[int, float]:
             user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
             out[int(name[3:])] = (user + nice + system + irq + softirq + steal) / CLK_TCK
     return out
+
+
+def exit_on_signals() -> None:
+    """SIGTERM (and SIGINT, which a background shell job starts with ignored) raise SystemExit, so every
+    `finally` runs and every started process is stopped."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)

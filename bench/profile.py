@@ -19,11 +19,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import report
+from bench import report, source
 from bench.backends import PATHS
 from bench.env import Env, Options
 from bench.loadgen import wrk_binary
-from bench.procs import cpu_seconds, pinned, stop_bounded
+from bench.procs import cpu_seconds, exit_on_signals, pinned, stop_bounded
 
 TOP = 30
 
@@ -128,8 +128,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="C frames too (OpenSSL, uvloop); py-spy then stops the process per sample, which slows it",
     )
+    p.add_argument("--ref", help="measure src/shiftroute at this git ref (see python -m bench --help)")
     p.add_argument("--no-update", action="store_true", help="do not touch BENCHMARKS.md")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    exit_on_signals()
+    source.use_ref(args.ref)
     report.RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
     svg, raw, txt = (report.RESULTS / f"profile-{stamp}.{ext}" for ext in ("svg", "collapsed", "txt"))

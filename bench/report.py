@@ -83,11 +83,13 @@ def machine_block(machine: dict[str, Any]) -> str:
         ("uvloop", "uvloop"),
         ("httptools", "httptools"),
         ("openssl_python", "OpenSSL (Python)"),
+        ("shiftroute_source", "shiftroute measured"),
         ("haproxy", "HAProxy"),
         ("nginx", "nginx"),
         ("wrk", "wrk"),
         ("load_average_start", "load average at start"),
         ("load_average_end", "load average at end"),
+        ("idle_router_cpu_ms_per_s", "router CPU with no traffic, ms/s"),
     ]
     return "\n".join(f"- {label}: {machine.get(key, '-')}" for key, label in keys if key in machine)
 

@@ -21,8 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import report
-from bench.procs import pinned, stop_bounded
+from bench import report, source
+from bench.procs import exit_on_signals, pinned, stop_bounded
 from bench.routes import BenchRoute, route_manifest
 
 WATCHER_CPU, WRITER_CPU = 0, 1
@@ -112,11 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--changes", type=int, default=200)
     p.add_argument("--interval", type=float, default=0.02, help="seconds between changes")
     p.add_argument("--store", help="store URL (default: a new SQLite file in a temp dir)")
+    p.add_argument("--ref", help="measure src/shiftroute at this git ref (see python -m bench --help)")
     p.add_argument("--no-update", action="store_true", help="do not touch BENCHMARKS.md")
     p.add_argument("--watch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=60.0, help=argparse.SUPPRESS)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    exit_on_signals()
+    source.use_ref(args.ref)
     if args.watch:
         watch(args.store, args.changes, args.out, args.deadline)
         return

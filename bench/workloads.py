@@ -3,6 +3,7 @@ routers paused, router CPU time from /proc around each run."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -94,7 +95,8 @@ def ab_rounds(
 ) -> None:
     opts = env.options
     for router in routers:
-        measure(env, router, load, WARMUP_S)
+        with contextlib.suppress(RuntimeError):  # best effort; the measured rounds raise if the load fails
+            measure(env, router, load, WARMUP_S)
     for _ in range(opts.rounds):
         for router in routers:
             _, sample = measure(env, router, load, opts.seconds, during=(during or {}).get(router.name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ from tests.e2e.test_router_live import LoadLoop
 pytestmark = pytest.mark.e2e
 
 WAIT = 30.0
+# Starting a router waits for its first sync: generous, as etcd, three routers and the test share the CPUs.
+START_WAIT = 60.0
 NAMES = ("r1", "r2", "r3")
 # Long enough for two CLI calls that time out against a cluster without quorum, and an etcd restart.
 LOAD_SECONDS = 120.0
@@ -69,7 +72,7 @@ class Replicas:
     def start(self, name: str, *args: str, wait: bool = True, workdir: Path | None = None) -> RouterProcess:
         router = RouterProcess(self.cluster.url, workdir or self.workdir, *args, name=name)
         self.routers.append(router)
-        return router.start(timeout=WAIT, wait=wait)
+        return router.start(timeout=START_WAIT, wait=wait)
 
     @property
     def running(self) -> list[RouterProcess]:
@@ -275,6 +278,25 @@ def test_one_member_lost_routers_keep_serving_and_receiving_changes(
         assert load.failures == [], (router.name, load.failures[:5])
 
 
+def test_one_member_hung_routers_keep_receiving_changes(replicas: Replicas, backend: Backend) -> None:
+    """A member that stops answering without closing its connections (SIGSTOP: a paused VM, a stuck
+    disk): the kernel still holds its sockets open, so neither a refused connection nor TCP keepalive
+    says anything, and the routers' watches on it must notice by themselves."""
+    cli, routers, cluster = replicas.cli, replicas.routers, replicas.cluster
+    service(cli, "web", 80, backend.address)
+    expose(cli, "a")
+    serving_everywhere(routers, "a.example.com")
+    hung = cluster.members[0]  # where every router's watch is
+    assert hung.proc is not None
+    hung.proc.send_signal(signal.SIGSTOP)
+    try:
+        # The CLI lists the hung member first too: its calls wait for it, then go on to the others.
+        expose(cli, "b")
+        serving_everywhere(routers, "b.example.com")
+    finally:
+        hung.proc.send_signal(signal.SIGCONT)
+
+
 def test_quorum_lost_serves_the_last_table_refuses_writes_and_resyncs(replicas: Replicas) -> None:
     cli, routers, cluster = replicas.cli, replicas.routers, replicas.cluster
     m0, m1, m2 = cluster.members
@@ -446,7 +468,7 @@ def test_router_restarted_while_etcd_is_down_waits_then_serves(replicas: Replica
         for member in cluster.members:
             member.start()
         cluster.wait_healthy()
-        again.wait_ready(WAIT)
+        again.wait_ready(START_WAIT)
         assert {k: again.ports[k] for k in ports} == ports
         wait_serving(again.http, "a.example.com", timeout=WAIT)
         assert get(again.admin, "x", "/healthz/ready").status == 200

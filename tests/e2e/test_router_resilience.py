@@ -274,3 +274,45 @@ def test_store_gone_at_runtime_keeps_serving_the_last_table(
         cli("expose", "service", "web", "--name", "later", "--hostname", "later.example.com", check=True)
         wait_serving(router.http, "later.example.com", timeout=20)
         assert socket.gethostname()
+
+
+def test_workers_that_cannot_listen_stop_the_router_with_an_error(store_path: Path, tmp_path: Path) -> None:
+    """A worker that dies while starting (here: the port is taken) is not restarted in a loop."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                SHIFTROUTE,
+                "serve",
+                "--store",
+                str(store_path),
+                "--bind",
+                "127.0.0.1",
+                "--workers",
+                "2",
+                "--http-port",
+                str(port),
+                "--https-port",
+                str(free_port()),
+                "--admin-port",
+                str(free_port()),
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode != 0
+    assert "cannot listen" in proc.stderr
+    assert "failed to start" in proc.stderr
+
+
+def test_timeouts_are_configurable_and_checked(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
+    bad = cli("serve", "--timeout", "head=soon")
+    assert bad.returncode != 0 and "--timeout head=soon: expected NAME=DURATION" in bad.stderr
+    router = start_router("--timeout", "head=1s")
+    with socket.create_connection(("127.0.0.1", router.http), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        sock.settimeout(10)
+        assert sock.recv(1000).startswith(b"HTTP/1.1 408 ")

@@ -13,11 +13,13 @@ from pathlib import Path
 import click
 
 from shiftroute.admission import RouterOptions
+from shiftroute.api.annotations import parse_duration
 from shiftroute.cli.common import Context, handle_errors, pass_context, read_file_arg, store_options
 from shiftroute.engine.context import Limits
 from shiftroute.errors import PKIError, UsageError
 from shiftroute.pki.pem import load_certificates
 from shiftroute.routing.contexts import TLS_PROFILES
+from shiftroute.routing.table import Timeouts
 from shiftroute.store import resolve_store_url, state_home
 
 log = logging.getLogger("shiftroute.serve")
@@ -153,6 +155,14 @@ def _domains(values: tuple[str, ...]) -> tuple[str, ...]:
     help="On SIGTERM: seconds in-flight requests get to finish before connections are cut.",
 )
 @click.option(
+    "--timeout",
+    "timeouts",
+    multiple=True,
+    metavar="NAME=DURATION",
+    help="Override a default timeout (repeatable), HAProxy syntax: 10s, 500ms, 5m. Names and defaults: "
+    "connect=5s server=30s client=30s tunnel=1h head=10s keepalive=300s hello=5s fin=1s.",
+)
+@click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="When ready, write the bound ports here as JSON (handy with port 0).",
@@ -178,10 +188,9 @@ def serve(ctx: Context, **opts: object) -> None:
     setup_logging(str(opts["log_level"]))
     workers = int(opts["workers"])  # type: ignore[call-overload]
     worker_index = opts["worker_index"]
-    if workers > 1 and worker_index is None:
-        if 0 in (opts["http_port"], opts["https_port"], opts["admin_port"]):
-            raise UsageError("--workers > 1 needs fixed ports (port 0 would give each worker its own port)")
-        sys.exit(_supervise(workers))
+    supervise = workers > 1 and worker_index is None
+    if supervise and 0 in (opts["http_port"], opts["https_port"], opts["admin_port"]):
+        raise UsageError("--workers > 1 needs fixed ports (port 0 would give each worker its own port)")
     service_ca = ""
     if opts["service_ca"]:
         service_ca = read_file_arg("--service-ca", str(opts["service_ca"]))
@@ -201,6 +210,8 @@ def serve(ctx: Context, **opts: object) -> None:
     )
     from shiftroute.engine.router import Router, RouterConfig
 
+    limits, route_timeouts = parse_timeouts(opts["timeouts"], int(opts["max_connections"]))  # type: ignore[arg-type,call-overload]
+
     config = RouterConfig(
         store_url=resolve_store_url(ctx.store_url),
         options=options,
@@ -213,7 +224,8 @@ def serve(ctx: Context, **opts: object) -> None:
         default_key=opts["default_key"],  # type: ignore[arg-type]
         service_ca=service_ca,
         tls_profile=str(opts["tls_profile"]),
-        limits=Limits(max_connections=int(opts["max_connections"])),  # type: ignore[call-overload]
+        limits=limits,
+        timeouts=route_timeouts,
         access_log=bool(opts["access_log"]),
         drain_grace=float(opts["drain_grace"]),  # type: ignore[arg-type]
         drain_timeout=float(opts["drain_timeout"]),  # type: ignore[arg-type]
@@ -221,6 +233,9 @@ def serve(ctx: Context, **opts: object) -> None:
         workers=workers,
         ready_file=opts["ready_file"],  # type: ignore[arg-type]
     )
+    if supervise:
+        # Everything above validated the options, so a worker cannot fail on them after it started.
+        sys.exit(_supervise(workers))
     import uvloop
 
     try:
@@ -228,6 +243,53 @@ def serve(ctx: Context, **opts: object) -> None:
     except OSError as exc:
         raise UsageError(f"cannot listen: {exc.strerror or exc}") from None
     sys.exit(code)
+
+
+_LIMIT_NAMES = {
+    "head": "head_timeout",
+    "keepalive": "keepalive_timeout",
+    "client": "client_timeout",
+    "hello": "hello_timeout",
+    "fin": "client_fin_timeout",
+}
+_ROUTE_NAMES = {"connect": "connect", "server": "server", "tunnel": "tunnel"}
+
+
+def parse_timeouts(values: tuple[str, ...], max_connections: int) -> tuple[Limits, Timeouts]:
+    """`--timeout NAME=DURATION` values into the router's limits and the routes' default timeouts."""
+    limit_args: dict[str, float] = {}
+    route_args: dict[str, float] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        seconds = parse_duration(text) if sep else None
+        if name not in _LIMIT_NAMES and name not in _ROUTE_NAMES:
+            names = ", ".join(sorted({*_LIMIT_NAMES, *_ROUTE_NAMES}))
+            raise UsageError(f"--timeout {value}: unknown timeout {name!r} (one of {names})")
+        if seconds is None:
+            raise UsageError(f"--timeout {value}: expected NAME=DURATION like {name}=30s or {name}=500ms")
+        if name in _LIMIT_NAMES:
+            limit_args[_LIMIT_NAMES[name]] = seconds
+        else:
+            route_args[_ROUTE_NAMES[name]] = seconds
+    base, route = Limits(max_connections=max_connections), Timeouts()
+    limits = Limits(
+        max_connections=max_connections,
+        head_timeout=limit_args.get("head_timeout", base.head_timeout),
+        keepalive_timeout=limit_args.get("keepalive_timeout", base.keepalive_timeout),
+        client_timeout=limit_args.get("client_timeout", base.client_timeout),
+        hello_timeout=limit_args.get("hello_timeout", base.hello_timeout),
+        client_fin_timeout=limit_args.get("client_fin_timeout", base.client_fin_timeout),
+    )
+    timeouts = Timeouts(
+        connect=route_args.get("connect", route.connect),
+        server=route_args.get("server", route.server),
+        client=limits.client_timeout,
+        tunnel=route_args.get("tunnel", route.tunnel),
+    )
+    return limits, timeouts
+
+
+STARTUP_GRACE = 10.0  # a worker that dies this soon after its start is not restarted
 
 
 def _supervise(workers: int) -> int:
@@ -252,6 +314,7 @@ def _supervise(workers: int) -> int:
     for index in range(workers):
         spawn(index)
     codes: dict[int, int] = {}
+    started = {index: time.monotonic() for index in children}
     while True:
         for index, child in list(children.items()):
             code = child.poll()
@@ -260,10 +323,18 @@ def _supervise(workers: int) -> int:
             if stopping:
                 codes[index] = code
                 del children[index]
+            elif time.monotonic() - started[index] < STARTUP_GRACE:
+                # It died while starting (a port in use, a bad certificate): restarting would loop.
+                log.error("worker %d failed to start (exit %d); stopping the others", index, code)
+                stopping = True
+                codes[index] = code
+                del children[index]
+                forward(signal.SIGTERM, None)
             else:
                 log.error("worker %d exited with %d; restarting it", index, code)
                 time.sleep(0.5)
                 spawn(index)
+                started[index] = time.monotonic()
         if stopping and not children:
             return max(codes.values(), default=0)
         time.sleep(0.1)

@@ -37,6 +37,7 @@ class _ClientBase(asyncio.Protocol):
         self.writing_paused = False
         self._reading_paused = False
         self.closed = False
+        self.lingering = False  # finished: reading only to discard, until the peer closes or time is up
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
@@ -83,6 +84,21 @@ class _ClientBase(asyncio.Protocol):
             self.transport.resume_reading()
 
     def finish(self) -> None:
+        """Close after what was written has been sent, in stages (RFC 9112 §9.6): stop writing, then keep
+        reading and discarding for up to the fin timeout, so a client with unread request bytes in flight
+        gets our last response rather than a TCP reset that can destroy it."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.closed or self.lingering:
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = True
+        transport.write_eof()
+        self.resume_reading()
+        asyncio.get_running_loop().call_later(self.ctx.limits.client_fin_timeout, self._close_now)
+
+    def _close_now(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -106,10 +122,12 @@ class HttpClientProtocol(_ClientBase):
             self.session = HttpSession(self.ctx, self)
 
     def data_received(self, data: bytes) -> None:
-        if self.session is not None:
+        if self.session is not None and not self.lingering:
             self.session.feed(data)
 
     def eof_received(self) -> bool:
+        if self.lingering:
+            return False
         if self.session is not None:
             self.session.peer_eof()
         return True
@@ -171,6 +189,8 @@ class HttpsClientProtocol(_ClientBase):
     # -- bytes in ------------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         phase = self._phase
         if phase == "http":
             self._decrypt(data)
@@ -182,6 +202,8 @@ class HttpsClientProtocol(_ClientBase):
             self._decrypt(data)
 
     def eof_received(self) -> bool:
+        if self.lingering:
+            return False
         self._client_eof = True
         if self._phase == "relay":
             if self._relay is not None:

@@ -30,7 +30,7 @@ from shiftroute.engine.listeners import HttpClientProtocol, HttpsClientProtocol
 from shiftroute.engine.status import StatusWriter
 from shiftroute.errors import PKIError
 from shiftroute.routing.compile import CompileOptions, Compiler, CompileResult
-from shiftroute.routing.table import TableHolder
+from shiftroute.routing.table import TableHolder, Timeouts
 
 log = logging.getLogger("shiftroute.router")
 
@@ -50,6 +50,7 @@ class RouterConfig:
     service_ca: str = ""
     tls_profile: str = "intermediate"
     limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)  # the routes' defaults (annotations override)
     access_log: bool = True
     drain_grace: float = 5.0
     drain_timeout: float = 30.0
@@ -211,7 +212,9 @@ class Router:
         self.load_default_certificate()
         await self._listen()
         compiler = Compiler(
-            CompileOptions(cfg.tls_profile, cfg.service_ca, cfg.options.insecure_skip_backend_verify)
+            CompileOptions(
+                cfg.tls_profile, cfg.service_ca, cfg.options.insecure_skip_backend_verify, cfg.timeouts
+            )
         )
         if self.writes_status:
             self.status = StatusWriter(cfg.store_url, cfg.options, self._registration())

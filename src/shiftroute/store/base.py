@@ -13,6 +13,8 @@ Status is a subresource: create/update keep the stored status, only `update_stat
 from __future__ import annotations
 
 import copy
+import secrets
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -113,6 +115,17 @@ def _content(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+def time_ordered_uid() -> str:
+    """A UUID whose text sorts by creation time (the layout of RFC 9562's UUIDv7: 48-bit Unix
+    milliseconds, then random bits). Host claims break creationTimestamp ties (whole seconds) by the
+    smaller uid (routes.md §3), so two routes created in the same second are ordered as they were made."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
 def prepare_create(manifest: Mapping[str, Any], revision: int) -> Manifest:
     """Fill the server-side fields of a new object.
 
@@ -123,7 +136,7 @@ def prepare_create(manifest: Mapping[str, Any], revision: int) -> Manifest:
     meta = out.setdefault("metadata", {})
     meta.setdefault("namespace", "")
     if not meta.get("uid"):
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = time_ordered_uid()
     if not meta.get("creationTimestamp"):
         meta["creationTimestamp"] = now_rfc3339()
     meta["resourceVersion"] = str(revision)

@@ -327,6 +327,14 @@ class EtcdClient:
     def compact(self, revision: int, *, deadline: float) -> None:
         self.call("/v3/kv/compaction", {"revision": str(revision)}, deadline=deadline)
 
+    def answers(self, index: int, timeout: float) -> bool:
+        """Whether the member answers at all within `timeout` (maintenance/status, answered locally)."""
+        try:
+            self.status(index, timeout)
+        except (OSError, http.client.HTTPException, _Sent):
+            return False
+        return True
+
     def status(self, index: int, timeout: float = 1.0) -> JSON:
         status, body = self._post_once(index, "/v3/maintenance/status", b"{}", timeout)
         if status != 200:

@@ -4,6 +4,10 @@ It survives member loss and leader changes: when the stream ends or breaks, it r
 member first) and resumes from the last revision it fully delivered + 1. etcd never splits one revision
 across watch responses, so "fully delivered" is a whole response and nothing is lost or repeated. When
 etcd no longer keeps that revision, the watch ends with CompactedError, as SqliteWatch does.
+
+A member that hangs (paused, stuck on its disk) keeps its sockets open and sends nothing, which neither
+TCP keepalive nor a silent stream can tell from "no changes": a guard thread asks that member for its
+status every few seconds and moves the watch when it stops answering.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ _Item = EventList | StoreError
 IDLE_REOPEN = 60.0
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 1.0
+# The guard: a hung member is left after PROBE_MISSES probes in a row get no answer within PROBE_TIMEOUT,
+# one every PROBE_INTERVAL (so within about 5 s), for one small local request per interval.
+PROBE_INTERVAL = 1.5
+PROBE_TIMEOUT = 1.0
+PROBE_MISSES = 2
 
 
 class EtcdWatch:
@@ -56,7 +65,9 @@ class EtcdWatch:
         self._stream: WatchStream | None = None
         self.endpoint: str | None = None  # the member the stream reads from now, for diagnostics and tests
         self._thread = threading.Thread(target=self._run, name="shiftroute-etcd-watch", daemon=True)
+        self._guard = threading.Thread(target=self._check, name="shiftroute-etcd-watch-guard", daemon=True)
         self._thread.start()
+        self._guard.start()
 
     # -- the caller's side -----------------------------------------------------------------------------
 
@@ -93,6 +104,7 @@ class EtcdWatch:
         if stream is not None:
             stream.interrupt()
         self._thread.join(timeout=5)
+        self._guard.join(timeout=5)
 
     # -- the thread ------------------------------------------------------------------------------------
 
@@ -122,6 +134,24 @@ class EtcdWatch:
                 stream.close()
             # Start with the next member: the one that dropped us may be the one that is going away.
             self._start = (stream.index + 1) % len(self._client.endpoints)
+
+    def _check(self) -> None:
+        """The guard thread: interrupt the stream of a member that stopped answering; the reading thread
+        then resumes on the next member, as after a broken connection."""
+        misses = 0
+        watched: WatchStream | None = None
+        while not self._closed.wait(PROBE_INTERVAL):
+            with self._lock:
+                stream = self._stream
+            if stream is not watched:
+                watched, misses = stream, 0  # count misses per stream: a new one starts afresh
+            if stream is None or self._client.answers(stream.index, PROBE_TIMEOUT):
+                misses = 0
+                continue
+            misses += 1
+            if misses >= PROBE_MISSES:
+                log.info("etcd watch: %s does not answer; moving the watch to another member", stream.name)
+                stream.interrupt()
 
     def _open(self) -> WatchStream:
         create = {
