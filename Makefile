@@ -18,8 +18,8 @@ system-deps:
 	@./scripts/system-deps.sh
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy --strict src/shiftroute
 
 format: install
