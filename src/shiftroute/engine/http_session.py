@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import ipaddress
 import time
 from collections import deque
-from typing import Protocol
 
 import httptools
 
+from shiftroute.engine import decide
 from shiftroute.engine import headers as hdr
 from shiftroute.engine.context import RouterContext
+from shiftroute.engine.exchange import Downstream, Exchange, ResponseCallbacks
 from shiftroute.engine.upstream import ConnectError, UpstreamConnection
 from shiftroute.protocol import responses
 from shiftroute.protocol.http1 import (
@@ -29,13 +29,11 @@ from shiftroute.protocol.http1 import (
     NO_BODY,
     UNTIL_CLOSE,
     HttpError,
-    RequestHead,
-    ResponseHead,
     chunk,
     parse_request_head,
     parse_response_head,
 )
-from shiftroute.routing.table import Backend, RoutingTable, Server
+from shiftroute.routing.table import Backend, Server
 
 MAX_BUFFERED_BODY = 64 * 1024
 MAX_TRAILER_BYTES = 8 * 1024
@@ -45,117 +43,6 @@ MAX_TRAILER_BYTES = 8 * 1024
 CHUNKED_SLICE = 8 * 1024
 MAX_CHUNK_LINE = 8 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
-
-
-class Downstream(Protocol):
-    """The client side as the session sees it (a plain TCP or a TLS connection)."""
-
-    peer_ip: str
-    local_port: int
-    secure: bool
-    sni: str | None
-    writing_paused: bool
-
-    def send(self, data: bytes) -> None: ...
-
-    def finish(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-
-class Exchange:
-    """One request and its response."""
-
-    __slots__ = (
-        "backend",
-        "body_buffer",
-        "body_buffered",
-        "body_done",
-        "client_leftover",
-        "close_after",
-        "connecting",
-        "counted",
-        "done",
-        "framing",
-        "head",
-        "request_sent",
-        "resp_head",
-        "resp_headers",
-        "resp_parser",
-        "resp_reason",
-        "resp_started",
-        "reused",
-        "sent",
-        "server",
-        "set_cookie",
-        "started",
-        "status",
-        "table",
-        "tried",
-        "upstream",
-        "upstream_extra",
-    )
-
-    def __init__(self, head: RequestHead, table: RoutingTable) -> None:
-        self.head = head
-        self.table = table
-        self.started = time.monotonic()
-        self.backend: Backend | None = None
-        self.server: Server | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.connecting = False
-        self.tried: frozenset[str] = frozenset()
-        self.body_buffer: list[bytes] = []
-        self.body_buffered = 0
-        self.body_done = head.body == NO_BODY
-        self.request_sent = False
-        self.resp_parser: httptools.HttpResponseParser | None = None
-        self.resp_headers: list[tuple[bytes, bytes]] = []
-        self.resp_reason = b""
-        self.resp_head: ResponseHead | None = None
-        self.resp_started = False  # bytes of the response went to the client
-        self.framing = NO_BODY
-        self.set_cookie: Server | None = None
-        self.sent = 0
-        self.status = 0
-        self.close_after = not head.keep_alive
-        self.upstream_extra = False  # the upstream connection cannot be reused
-        self.client_leftover = b""  # bytes after a WebSocket upgrade request
-        self.counted = False  # counted in its server's active connections
-        self.reused = False  # the upstream connection came from the pool
-        self.done = False  # answered (by the backend or the router); later parser callbacks are ignored
-
-
-class _ResponseCallbacks:
-    """httptools response-parser callbacks, forwarded to the session for the exchange they belong to."""
-
-    __slots__ = ("ex", "session")
-
-    def __init__(self, session: HttpSession, ex: Exchange) -> None:
-        self.session = session
-        self.ex = ex
-
-    def on_message_begin(self) -> None:
-        self.ex.resp_headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self.ex.resp_reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.ex.resp_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.session._response_head(self.ex)
-
-    def on_body(self, data: bytes) -> None:
-        self.session._response_body(self.ex, data)
-
-    def on_message_complete(self) -> None:
-        self.session._response_complete(self.ex)
 
 
 class HttpSession:
@@ -405,62 +292,32 @@ class HttpSession:
 
     def _route(self, ex: Exchange) -> None:
         head = ex.head
-        table = ex.table
         down = self.down
-        backend = table.match_http(head.host, head.path.decode("latin-1"))
-        if down.secure:
-            if down.sni and down.sni != head.host:
-                # hardening.md rule 4: SNI chose one route (and its certificate), Host asks for another.
-                by_sni = table.match_http(down.sni, head.path.decode("latin-1"))
-                if by_sni is not backend:
-                    self._local(ex, responses.error_cached(421), 421, close=True)
-                    return
-            if backend is not None and not backend.is_tls:
-                backend = None  # plain-HTTP routes are served on the HTTP listener only
-        elif backend is None:
-            passthrough = table.match_passthrough(head.host)
-            if passthrough is not None and passthrough.insecure_policy == "Redirect":
-                self._redirect(ex)
-                return
-        elif backend.is_tls:
-            if backend.insecure_policy == "Redirect":
-                self._redirect(ex)
-                return
-            if backend.insecure_policy != "Allow":
-                backend = None
-        if backend is None:
+        decision = decide.http_backend(ex.table, head, down.secure, down.sni)
+        if decision == decide.REDIRECT:
+            self._redirect(ex)
+            return
+        if decision == decide.MISDIRECTED:
+            self._local(ex, responses.error_cached(421), 421, close=True)
+            return
+        if not isinstance(decision, Backend):
             self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
             return
+        backend = decision
         ex.backend = backend
         if not self._admit_client(backend):
-            self.abort()
+            self.abort()  # refused at connection level, as HAProxy's `tcp-request content reject` does
             return
         self._touch(backend.timeouts.server)
         self._pick_server(ex)
 
     def _admit_client(self, backend: Backend) -> bool:
-        """Allowlist and rate limits by TCP peer address (hardening.md rule 18); refusal closes."""
         ip = self.down.peer_ip
-        if backend.allowlist is not None:
-            address = ipaddress.ip_address(ip)
-            if not any(address in net for net in backend.allowlist):
-                self.ctx.counters.connections_refused += 1
+        if backend.label not in self._counted_routes:
+            if not decide.admit_connection(self.ctx, backend, ip):
                 return False
-        limits = backend.rate_limits
-        if not limits.any:
-            return True
-        label = backend.label
-        rates = self.ctx.rates
-        if limits.rate_http and not rates.allow(label, ip, "http", limits.rate_http, 10.0):
-            return False
-        if label not in self._counted_routes:
-            if limits.concurrent_tcp and rates.concurrent[(label, ip)] >= limits.concurrent_tcp:
-                return False
-            if limits.rate_tcp and not rates.allow(label, ip, "tcp", limits.rate_tcp, 3.0):
-                return False
-            rates.concurrent[(label, ip)] += 1
-            self._counted_routes.add(label)
-        return True
+            self._counted_routes.add(backend.label)
+        return decide.admit_request(self.ctx, backend, ip)
 
     def _redirect(self, ex: Exchange) -> None:
         location = b"https://" + ex.head.host.encode() + ex.head.path + ex.head.query
@@ -559,7 +416,7 @@ class HttpSession:
         conn.owner = self
         self.ctx.registry.state(server).active += 1
         ex.counted = True
-        ex.resp_parser = httptools.HttpResponseParser(_ResponseCallbacks(self, ex))
+        ex.resp_parser = httptools.HttpResponseParser(ResponseCallbacks(self, ex))
         head = hdr.upstream_head(
             ex.head, backend, server, self.down.peer_ip, self.down.local_port, self.down.secure
         )
@@ -918,12 +775,8 @@ class HttpSession:
                 ex.upstream = None
             self._release_server(ex)
         self.queue.clear()
-        rates = self.ctx.rates
         for label in self._counted_routes:
-            key = (label, self.down.peer_ip)
-            rates.concurrent[key] -= 1
-            if rates.concurrent[key] <= 0:
-                del rates.concurrent[key]
+            decide.release_connection(self.ctx, label, self.down.peer_ip)
         self._counted_routes.clear()
 
     def connection_lost(self) -> None:

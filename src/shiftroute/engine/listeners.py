@@ -4,12 +4,12 @@ TLS termination), one asyncio Protocol per connection."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 import time
 from typing import Any, cast
 
+from shiftroute.engine import decide
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.http_session import HttpSession
 from shiftroute.engine.relay import RelayUpstream
@@ -157,6 +157,7 @@ class HttpsClientProtocol(_ClientBase):
         self._tried: frozenset[str] = frozenset()
         self._idle_deadline = 0.0
         self._relay_server: Server | None = None
+        self._admitted = False  # counted in the route's per-client connection limits
         self._relay_started = 0.0
         self._bytes_up = 0
         self._bytes_down = 0
@@ -180,6 +181,9 @@ class HttpsClientProtocol(_ClientBase):
         if self._relay is not None:
             self._relay.abort()
         self._relay_done()
+        if self._admitted and self._backend is not None:
+            self._admitted = False
+            decide.release_connection(self.ctx, self._backend.label, self.peer_ip)
         super().connection_lost(exc)
 
     @property
@@ -296,24 +300,14 @@ class HttpsClientProtocol(_ClientBase):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._admit(backend):
-            self.abort()
+        if not decide.admit_connection(self.ctx, backend, self.peer_ip):
+            self.abort()  # refused at connection level (allowlist, rate limits)
             return
+        self._admitted = True
         self._relay_buffer = [bytes(self._hello)]
         self._hello = bytearray()
         self.pause_reading()
         self._connect_relay()
-
-    def _admit(self, backend: Backend) -> bool:
-        if backend.allowlist is not None:
-            address = ipaddress.ip_address(self.peer_ip)
-            if not any(address in net for net in backend.allowlist):
-                self.ctx.counters.connections_refused += 1
-                return False
-        limits = backend.rate_limits
-        return not limits.rate_tcp or self.ctx.rates.allow(
-            backend.label, self.peer_ip, "tcp", limits.rate_tcp, 3.0
-        )
 
     def _connect_relay(self) -> None:
         backend = self._backend
