@@ -243,3 +243,31 @@ def test_keep_alive_reuses_one_backend_connection(cli: Cli, router: RouterProces
                 assert response.status == 200 and not response.closed
         assert backend.connections - connections_before <= 1
         assert ssl.OPENSSL_VERSION  # keep the import used by type checkers
+
+
+def test_reencrypt_resumes_tls_sessions_to_the_backend(
+    cli: Cli, router: RouterProcess, tmp_path: Path
+) -> None:
+    """A new connection to an endpoint resumes the last TLS session (an abbreviated handshake)."""
+    certs = seed_certs(tmp_path / "seed")
+
+    def close_each(request: object) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nHello"
+
+    with Backend(respond=close_each, tls=certs.server_context()) as backend:  # type: ignore[arg-type]
+        service(cli, "httpd", 443, backend.address)
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "httpd",
+            "--service=httpd",
+            "--hostname=resume.example.com",
+            f"--dest-ca-cert={certs.ca_crt}",
+            check=True,
+        )
+        wait_serving(router.https, "resume.example.com", tls=True)
+        for _ in range(3):
+            assert get(router.https, "resume.example.com", tls=True).status == 200
+        assert backend.connections >= 4
+        assert [r.tls_resumed for r in backend.received[-3:]] == [True, True, True]

@@ -609,6 +609,7 @@ class HttpSession:
             if reusable:
                 self.ctx.pool.give_back(conn)
             else:
+                self.ctx.pool.remember_session(conn)
                 conn.close()
             self._release_server(ex)
         self.queue.popleft()

@@ -192,6 +192,9 @@ class Pool:
 
     def __init__(self) -> None:
         self._idle: dict[tuple[object, ...], list[UpstreamConnection]] = {}
+        # The last TLS session per endpoint key: a new connection resumes it (an abbreviated handshake
+        # instead of a full one, as HAProxy does with its backend SSL session cache).
+        self._sessions: dict[tuple[object, ...], ssl.SSLSession] = {}
         self.open = 0
 
     @staticmethod
@@ -209,7 +212,15 @@ class Pool:
                 return conn
         return None
 
+    def remember_session(self, conn: UpstreamConnection) -> None:
+        # TLS 1.3 tickets arrive after the handshake, so a used connection is the one to ask.
+        if conn.tls is not None and conn.tls.handshake_done:
+            session = conn.tls.session
+            if session is not None:
+                self._sessions[conn.key] = session
+
     def give_back(self, conn: UpstreamConnection) -> None:
+        self.remember_session(conn)
         if conn.closed:
             return
         idle = self._idle.setdefault(conn.key, [])
@@ -239,11 +250,11 @@ class Pool:
         hostname: str | None,
         owner: UpstreamOwner,
         timeout: float,
-        session: ssl.SSLSession | None = None,
     ) -> UpstreamConnection:
         """A new connection, TLS handshake done when `context` is set. Raises ConnectError."""
         loop = asyncio.get_running_loop()
         key = self.key_for(address, port, context, hostname)
+        session = self._sessions.get(key) if context is not None else None
 
         def factory() -> UpstreamConnection:
             tls = (
@@ -263,6 +274,7 @@ class Pool:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             if conn is not None:
                 conn.close()
+            self._sessions.pop(key, None)  # never resume a session with an endpoint that just failed
             raise ConnectError(describe_connect_error(exc), tls=isinstance(exc, ssl.SSLError)) from None
         conn.owner = owner
         return conn

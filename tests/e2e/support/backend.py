@@ -26,6 +26,7 @@ class Received:
     raw_head: bytes
     tls: bool
     sni: str | None = None
+    tls_resumed: bool = False  # the TLS session of this connection was resumed
     connection: int = 0  # which accepted connection (1, 2, ...) carried the request
 
     def header(self, name: str) -> str | None:
@@ -183,6 +184,7 @@ class Backend:
                 raw_head=consumed[: head_end + 4] if head_end >= 0 else consumed,
                 tls=self.tls is not None,
                 sni=sni,
+                tls_resumed=bool(getattr(stream, "session_reused", False)),
                 connection=number,
             )
             with self._lock:
