@@ -120,8 +120,6 @@ class ShiftrouteRouter:
             "--default-key",
             str(self.certs.default_key),
             "--access-log" if self.access_log else "--no-access-log",
-            "--log-level",
-            "warning",
             "--drain-grace",
             "0",
             "--drain-timeout",

@@ -20,6 +20,7 @@ from shiftroute.engine import decide
 from shiftroute.engine import headers as hdr
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.exchange import Downstream, Exchange, ResponseCallbacks
+from shiftroute.engine.request_reader import Refused, RequestReader, Upgraded
 from shiftroute.engine.upstream import ConnectError, UpstreamConnection
 from shiftroute.protocol import responses
 from shiftroute.protocol.http1 import (
@@ -30,18 +31,11 @@ from shiftroute.protocol.http1 import (
     UNTIL_CLOSE,
     HttpError,
     chunk,
-    parse_request_head,
     parse_response_head,
 )
 from shiftroute.routing.table import Backend, Server
 
 MAX_BUFFERED_BODY = 64 * 1024
-MAX_TRAILER_BYTES = 8 * 1024
-# hardening.md rule 8: a chunk-size line (with its extensions) or a trailer line may not run on. llhttp skips
-# extensions without a limit and calls back only when a line ends, so a chunked body is parsed in slices and
-# slices that produce no callback at all are counted: lines under 16 KiB pass, lines of 24 KiB never do.
-CHUNKED_SLICE = 8 * 1024
-MAX_CHUNK_LINE = 8 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
@@ -50,21 +44,11 @@ class HttpSession:
         self.ctx = ctx
         self.down = down
         self.loop = asyncio.get_running_loop()
-        self.parser = httptools.HttpRequestParser(self)
+        self.reader = RequestReader(self, ctx.limits, ctx.holder)
         self.queue: deque[Exchange] = deque()
-        self.parsing: Exchange | None = None
         self.closed = False
         self.tunnel: Exchange | None = None
         self.peer_closed = False
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
-        self._head_size = 0
-        self._in_head = False
-        self._trailer_bytes = 0
-        self._marks = 0  # body/chunk/trailer callbacks so far: unchanged over a slice = one long line
-        self._quiet = 0  # bytes of chunked body in a row that produced no callback
-        self._error: HttpError | None = None
         self._pending_error: tuple[int, str] | None = None  # a refusal waiting for earlier responses
         self._counted_routes: set[str] = set()
         self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
@@ -135,41 +119,16 @@ class HttpSession:
             return
         if self._phase == "idle":
             self._arm(self.ctx.limits.head_timeout, "head")
-        if self._in_head or self._phase == "head":
-            self._head_bytes += len(data)
-        start = 0
-        while start < len(data):
-            ex = self.parsing
-            in_body = ex is not None and not self._in_head
-            chunked = in_body and ex is not None and ex.head.body == CHUNKED
-            # Only a Content-Length body is fed whole; a head may be followed by a chunked body.
-            end = min(len(data), start + CHUNKED_SLICE) if chunked or not in_body else len(data)
-            marks = self._marks
-            try:
-                self.parser.feed_data(data[start:end])
-            except httptools.HttpParserUpgrade as exc:
-                self._upgraded(data[start + exc.args[0] :])
-                break
-            except httptools.HttpParserCallbackError:
-                error = self._error or HttpError(400, "bad request")
-                self._reject(error.status, error.reason)
-                return
-            except httptools.HttpParserError as exc:
-                self._reject(400, str(exc))
-                return
+        outcome = self.reader.feed(data, expecting_head=self._phase == "head")
+        if self.closed:
+            return
+        if isinstance(outcome, Refused):
+            self._reject(outcome.status, outcome.reason)
+            return
+        if isinstance(outcome, Upgraded):
+            self._upgraded(outcome.rest)
             if self.closed:
                 return
-            if chunked and self._marks == marks and self.parsing is ex:
-                self._quiet += end - start
-                if self._quiet > MAX_CHUNK_LINE:
-                    self._reject(400, "chunk extension or trailer line too long")
-                    return
-            else:
-                self._quiet = 0
-            start = end
-        if (self._in_head or self._phase == "head") and self._head_bytes > self.ctx.limits.max_head_bytes:
-            self._reject(431 if self._headers else 414, "request head too large")
-            return
         self._pump()
 
     def peer_eof(self) -> None:
@@ -178,68 +137,15 @@ class HttpSession:
         if not self.queue and self.tunnel is None:
             self.close()
 
-    # -- request parser callbacks ---------------------------------------------------------------------
+    # -- requests, as the reader delivers them ---------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._head_size = 0
-        self._in_head = True
-        self._trailer_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.ctx.limits.max_head_bytes:
-            self._error = HttpError(414, "request line too long")
-            raise self._error
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
-            # Trailer fields: bounded and dropped (hardening.md rule 8).
-            self._marks += 1
-            self._trailer_bytes += len(name) + len(value)
-            if self._trailer_bytes > MAX_TRAILER_BYTES:
-                self._error = HttpError(400, "trailer section too large")
-                raise self._error
-            return
-        self._headers.append((name, value))
-        if len(self._headers) > 100:
-            self._error = HttpError(431, "too many header fields")
-            raise self._error
-        # hardening.md rule 14: the head as parsed, not per read (a whole head can come in one read).
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size + len(self._url) > self.ctx.limits.max_head_bytes:
-            self._error = HttpError(431, "request header fields too large")
-            raise self._error
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_bytes = 0
-        version = self.parser.get_http_version()
-        method = self.parser.get_method()
-        try:
-            head = parse_request_head(method, self._url, version, self._headers)
-        except HttpError as exc:
-            self._error = exc
-            raise
-        ex = Exchange(head, self.ctx.holder.current)
-        self.parsing = ex
+    def request_started(self, ex: Exchange) -> None:
         self.queue.append(ex)
         if len(self.queue) > 1:
             # Pipelined: hold the client until the earlier responses are out.
             self.down.pause_reading()
 
-    def on_chunk_header(self) -> None:
-        self._marks += 1
-
-    def on_chunk_complete(self) -> None:
-        self._marks += 1
-
-    def on_body(self, data: bytes) -> None:
-        self._marks += 1
-        ex = self.parsing
-        if ex is None:
-            return
+    def request_body(self, ex: Exchange, data: bytes) -> None:
         if ex.request_sent and ex.upstream is not None and not ex.upstream.closed:
             ex.upstream.send(chunk(data) if ex.head.body == CHUNKED else data)
             if ex.backend is not None:
@@ -252,23 +158,18 @@ class HttpSession:
             if ex.body_buffered > MAX_BUFFERED_BODY:
                 self.down.pause_reading()
 
-    def on_message_complete(self) -> None:
-        ex = self.parsing
-        if ex is None:
-            return
-        self.parsing = None
-        ex.body_done = True
+    def request_done(self, ex: Exchange) -> None:
         if ex.request_sent and ex.upstream is not None and ex.head.body == CHUNKED:
             ex.upstream.send(LAST_CHUNK)
 
     def _upgraded(self, rest: bytes) -> None:
         """llhttp stops at an Upgrade (or CONNECT) request; `rest` is what followed the head. It has already
-        called on_message_complete, so the request is the last one queued, not `self.parsing`."""
+        called on_message_complete, so the request is the last one queued."""
         ex = self.queue[-1] if self.queue else None
         if ex is None or not ex.body_done or ex.head.body != NO_BODY:
             self._reject(400, "unsupported upgrade")
             return
-        self.parser = httptools.HttpRequestParser(self)  # llhttp parses nothing after an upgrade
+        self.reader.restart()
         if ex.head.websocket_key is None:
             # Not a WebSocket: serve it as a plain request (Upgrade was dropped as hop-by-hop).
             if rest:
@@ -731,13 +632,13 @@ class HttpSession:
         """A request the router refuses to parse: status, Connection: close, nothing forwarded."""
         if self.closed:
             return
-        bad = self.parsing  # None when the bad bytes are in a head
+        bad = self.reader.parsing  # None when the bad bytes are in a head
         if self.queue and self.queue[0] is not bad:
             # Pipelined requests received whole before the bad bytes are answered first, in order; the error
             # follows them (RFC 9112 §9.3.2), and nothing after the bad bytes is parsed.
             if bad is not None:
                 self.queue.remove(bad)
-            self.parsing = None
+            self.reader.parsing = None
             self._pending_error = (status, reason)
             self.down.pause_reading()
             self._pump()
