@@ -100,15 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     path = report.write_json(results, info, command, asdict(opts))
     progress(f"wrote {path.relative_to(report.ROOT)}; took {info['wall_seconds']}s")
     if not args.no_update:
-        idle = info["idle_router_cpu_ms_per_s"]
-        report.update_benchmarks_md(
-            {
-                "table": f"Results file: `bench/results/{path.name}`. Idle router CPU (nothing to do): "
-                f"shiftroute {idle['shiftroute']:.1f} ms/s, HAProxy {idle['haproxy']:.1f} ms/s.\n\n" + text,
-                "machine": report.machine_block(info) + f"\n- wall time: {info['wall_seconds']} s",
-                "command": f"```\n{command}\n```",
-            }
-        )
+        report.update_benchmarks_md(report.sections(results, info, command, path.name))
     full = not (args.only or args.quick)
     update = ["--no-update"] if args.no_update else []
     if args.ref:

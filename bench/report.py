@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.results_model import CaseResult, Row
+from bench.results_model import CaseResult, Row, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,7 +91,13 @@ def machine_block(machine: dict[str, Any]) -> str:
         ("load_average_end", "load average at end"),
         ("idle_router_cpu_ms_per_s", "router CPU with no traffic, ms/s"),
     ]
-    return "\n".join(f"- {label}: {machine.get(key, '-')}" for key, label in keys if key in machine)
+    return "\n".join(f"- {label}: {_plain(machine[key])}" for key, label in keys if key in machine)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}" for k, v in value.items())
+    return str(value)
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -108,3 +114,53 @@ def update_benchmarks_md(sections: dict[str, str], path: Path = BENCHMARKS) -> N
     for name, body in sections.items():
         text = replace_section(text, name, body)
     path.write_text(text)
+
+
+def load_results(path: Path) -> tuple[list[CaseResult], dict[str, Any], str]:
+    """A results file back into CaseResults (for re-rendering without re-running)."""
+    payload = json.loads(path.read_text())
+    results = []
+    for item in payload["results"]:
+        case = CaseResult(
+            item["case"], item["workload"], item["samples"], info=item["info"], error=item["error"]
+        )
+        for raw in item["rows"]:
+            fields = {k: v for k, v in raw.items() if k != "ratio"}
+            target = fields.pop("target")
+            case.rows.append(Row(**fields, target=Target(**target) if target else None))
+        results.append(case)
+    return results, payload["machine"], payload["command"]
+
+
+def sections(
+    results: list[CaseResult], machine: dict[str, Any], command: str, results_file: str
+) -> dict[str, str]:
+    idle = machine.get("idle_router_cpu_ms_per_s", {})
+    head = f"Results file: `bench/results/{results_file}`."
+    if idle:
+        head += (
+            f" Router CPU with no traffic at all: shiftroute {idle['shiftroute']:.1f} ms/s, "
+            f"HAProxy {idle['haproxy']:.1f} ms/s."
+        )
+    return {
+        "table": head + "\n\n" + table(results),
+        "machine": machine_block(machine) + f"\n- wall time: {machine.get('wall_seconds', '-')} s",
+        "command": f"```\n{command}\n```",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.report bench/results/<date>.json`: rewrite BENCHMARKS.md's generated sections."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m bench.report bench/results/<date>.json")
+    path = Path(args[0])
+    results, machine, command = load_results(path)
+    update_benchmarks_md(sections(results, machine, command, path.name))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -185,21 +185,19 @@ class Churn:
         except Exception as exc:  # reported in the results, never silently
             self.errors.append(repr(exc))
 
-    def _routes(self) -> tuple[Callable[[int], BenchRoute], int]:
-        return (lambda k: bench_route(self.env.backend, "edge", f"churn-{self.router.name}-{k:04d}")), 0
+    def _route(self, k: int) -> BenchRoute:
+        return bench_route(self.env.backend, "edge", f"churn-{self.router.name}-{k:04d}")
 
     def _run_shiftroute(self) -> None:
         from shiftroute.store import open_store
 
         assert isinstance(self.router, ShiftrouteRouter)
         store = open_store(str(self.router.store))
-        make, k = self._routes()
         ca = self.env.certs.ca.read_text()
         previous: BenchRoute | None = None
         try:
             while not self.stop.wait(CHURN_INTERVAL_S):
-                route = make(k)
-                k += 1
+                route = self._route(self.changes)
                 store.create(route_manifest(route, ca))
                 if previous is not None:
                     store.delete("Route", NAMESPACE, previous.name)
@@ -211,10 +209,8 @@ class Churn:
             store.close()
 
     def _run_haproxy(self, router: HAProxyRouter) -> None:
-        make, k = self._routes()
         while not self.stop.wait(CHURN_INTERVAL_S):
-            router.config.render([*self.env.routes, make(k)])
-            k += 1
+            router.config.render([*self.env.routes, self._route(self.changes)])
             router.reload()
             self.changes += 1
         router.config.render(self.env.routes)

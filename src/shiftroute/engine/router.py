@@ -118,9 +118,16 @@ class Router:
                 len(result.table.backends),
                 result.table.revision,
             )
-            self._write_ready_file()
+            asyncio.get_running_loop().create_task(self._start_serving())
         if self.status is not None:
             self.status.submit(verdicts)
+
+    async def _start_serving(self) -> None:
+        for server in self._servers:
+            await server.start_serving()
+        self.listening = True
+        log.info("listening: http :%d, https :%d", self.ports["http"], self.ports["https"])
+        self._write_ready_file()
 
     def _store_state(self, ok: bool, why: str) -> None:
         self.store_ok = ok
@@ -164,8 +171,17 @@ class Router:
         loop = asyncio.get_running_loop()
         cfg = self.config
         host = cfg.bind or None
+        # Bound now (the ports are known and taken), listening only once the first routing table is
+        # published: with SO_REUSEPORT the kernel would otherwise hand clients to a worker that knows no
+        # route yet, and a restarted router would answer 503s, where OpenShift's router starts HAProxy
+        # only after its first sync.
         http = await loop.create_server(
-            lambda: HttpClientProtocol(self.ctx), host, cfg.http_port, reuse_port=True, backlog=4096
+            lambda: HttpClientProtocol(self.ctx),
+            host,
+            cfg.http_port,
+            reuse_port=True,
+            backlog=4096,
+            start_serving=False,
         )
         https = await loop.create_server(
             lambda: HttpsClientProtocol(self.ctx, self.default_context),
@@ -173,6 +189,7 @@ class Router:
             cfg.https_port,
             reuse_port=True,
             backlog=4096,
+            start_serving=False,
         )
         self._servers = [http, https]
         self.ports["http"] = _port_of(http)
@@ -184,9 +201,8 @@ class Router:
                 {b"/healthz": self._healthz, b"/healthz/ready": self._ready, b"/metrics": self._metrics},
             )
             self.ports["admin"] = _port_of(self._admin)
-        self.listening = True
         log.info(
-            "listening: http %s:%d, https %s:%d%s",
+            "bound: http %s:%d, https %s:%d%s (listening once the first routing table is ready)",
             cfg.bind or "*",
             self.ports["http"],
             cfg.bind or "*",

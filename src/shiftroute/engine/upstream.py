@@ -61,10 +61,10 @@ def describe_connect_error(exc: BaseException) -> str:
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_handshake",
-        "_idle_timer",
         "closed",
         "key",
         "owner",
+        "parked_at",
         "paused",
         "pool",
         "tls",
@@ -80,7 +80,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self._handshake: asyncio.Future[None] | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self.parked_at = 0.0  # loop time it went idle in the pool
 
     # -- asyncio callbacks ----------------------------------------------------------------------------
 
@@ -124,8 +124,6 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         handshake = self._handshake
         if handshake is not None and not handshake.done():
             handshake.set_exception(exc or ConnectionResetError("connection closed during the TLS handshake"))
@@ -175,15 +173,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
     def park(self) -> None:
-        """Back into the pool, idle, with a timer that closes it after POOL_IDLE_TIMEOUT."""
+        """Back into the pool, idle. The pool's sweeper closes it after POOL_IDLE_TIMEOUT (one timer per
+        pool rather than one per request)."""
         self.owner = None
-        loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(POOL_IDLE_TIMEOUT, self.close)
+        self.parked_at = asyncio.get_running_loop().time()
 
     def unpark(self, owner: UpstreamOwner) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
         self.owner = owner
 
 
@@ -196,6 +191,22 @@ class Pool:
         # instead of a full one, as HAProxy does with its backend SSL session cache).
         self._sessions: dict[tuple[object, ...], ssl.SSLSession] = {}
         self.open = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _sweep(self) -> None:
+        """Close connections idle longer than POOL_IDLE_TIMEOUT; runs once a second while any are idle."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        limit = loop.time() - POOL_IDLE_TIMEOUT
+        for key in list(self._idle):
+            idle = self._idle[key]
+            stale = [c for c in idle if c.parked_at <= limit]
+            for conn in stale:
+                conn.close()  # connection_lost removes it from the list
+            if not self._idle.get(key):
+                self._idle.pop(key, None)
+        if self._idle:
+            self._sweeper = loop.call_later(1.0, self._sweep)
 
     @staticmethod
     def key_for(
@@ -229,6 +240,8 @@ class Pool:
             return
         conn.park()
         idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
 
     def forget(self, conn: UpstreamConnection) -> None:
         self.open -= 1
@@ -237,6 +250,9 @@ class Pool:
             idle.remove(conn)
 
     def close_all(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for conn in list(idle):
                 conn.close()

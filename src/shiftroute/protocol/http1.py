@@ -96,8 +96,20 @@ class ResponseHead:
     websocket_accept: bytes | None = None
 
 
+_HOSTS: dict[bytes, str] = {}  # Host values seen recently -> normalized: the same few repeat
+
+
 def normalize_host(value: bytes) -> str:
     """Host compared case-insensitively with any `:port` and a trailing dot removed (routes.md §4)."""
+    found = _HOSTS.get(value)
+    if found is None:
+        if len(_HOSTS) >= 4096:
+            _HOSTS.clear()
+        found = _HOSTS[value] = _normalize_host(value)
+    return found
+
+
+def _normalize_host(value: bytes) -> str:
     host = value.strip()
     if host.startswith(b"["):
         end = host.find(b"]")
@@ -137,6 +149,26 @@ def _target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
     return rest[:question], rest[question:], authority
 
 
+# Request header names that take a branch; every other name is copied as it is.
+_REQUEST_SPECIAL = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"expect",
+        b"upgrade",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"proxy",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+    }
+)
+
+
 def parse_request_head(
     method: bytes, url: bytes, version: str, raw_headers: list[tuple[bytes, bytes]]
 ) -> RequestHead:
@@ -156,35 +188,35 @@ def parse_request_head(
     upgrade = b""
     ws_key: bytes | None = None
     ws_version: bytes | None = None
-    kept: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
+    headers: list[tuple[bytes, bytes]] = []
     for name, value in raw_headers:
         lower = name.lower()
-        if lower == b"host":
+        if lower == b"transfer-encoding":
+            te_values.append(value)  # as sent: `chunked ` with a trailing space is a spelling variant (rule 6)
+            continue
+        if value[-1:] in (b" ", b"\t"):
+            # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it); rule 10.
+            value = value.rstrip(b" \t")
+        if lower not in _REQUEST_SPECIAL:
+            headers.append((name, value))
+        elif lower == b"host":
             hosts.append(value)
+            headers.append((name, value))
         elif lower == b"content-length":
             content_length = value
-            continue
-        elif lower == b"transfer-encoding":
-            te_values.append(value)
-            continue
         elif lower == b"connection":
             connection_tokens.extend(_split_tokens(value))
-            continue
         elif lower == b"expect":
             expect = value.strip().lower()
-            continue
         elif lower == b"upgrade":
             upgrade = value.strip()
-            continue
-        elif lower in (b"keep-alive", b"proxy-connection", b"te", b"trailer", b"proxy"):
-            # hop-by-hop (rule 11); `Proxy` is stripped against httpoxy (CVE-2016-5385).
-            continue
         elif lower == b"sec-websocket-key":
             ws_key = value.strip()
+            headers.append((name, value))
         elif lower == b"sec-websocket-version":
             ws_version = value.strip()
-        # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it); rule 10.
-        kept.append((lower, name, value.rstrip(b" \t")))
+            headers.append((name, value))
+        # else: hop-by-hop (rule 11), or `Proxy`, stripped against httpoxy (CVE-2016-5385).
 
     # Rule 5 and 6: Transfer-Encoding only in HTTP/1.1, exactly one coding, exactly `chunked`.
     body = NO_BODY
@@ -218,8 +250,10 @@ def parse_request_head(
             host_header = authority
 
     # Rule 11: drop what Connection names, except protected headers.
-    named = {t for t in connection_tokens if t not in PROTECTED}
-    headers = [(n, v) for lower, n, v in kept if lower not in named]
+    if connection_tokens:
+        named = {t for t in connection_tokens if t not in PROTECTED}
+        if named:
+            headers = [(n, v) for n, v in headers if n.lower() not in named]
 
     if expect is not None and expect != b"100-continue":
         raise HttpError(417, "only `Expect: 100-continue` is supported")
@@ -251,57 +285,72 @@ def parse_request_head(
     )
 
 
+_RESPONSE_HOP = frozenset({b"keep-alive", b"proxy-connection", b"te", b"trailer"})
+_RESPONSE_SPECIAL = _RESPONSE_HOP | {
+    b"transfer-encoding",
+    b"content-length",
+    b"connection",
+    b"upgrade",
+    b"sec-websocket-accept",
+}
+
+
 def parse_response_head(
     status: int, reason: bytes, raw_headers: list[tuple[bytes, bytes]], request_method: bytes
 ) -> ResponseHead:
-    """Check a backend's response head (rule 12: bad framing is a 502, nothing of it is forwarded)."""
+    """Check a backend's response head (rule 12: bad framing is a 502, nothing of it is forwarded).
+
+    One pass on the hot path: ordinary headers are copied as they are; only the few framing and
+    hop-by-hop names take a branch."""
     if len(raw_headers) > MAX_HEADERS:
         raise HttpError(502, f"backend sent more than {MAX_HEADERS} header fields")
     te_values: list[bytes] = []
-    content_length: bytes | None = None
+    content_length: tuple[bytes, bytes] | None = None
     connection_tokens: list[bytes] = []
     upgrade = b""
     accept: bytes | None = None
-    kept: list[tuple[bytes, bytes, bytes]] = []
+    headers: list[tuple[bytes, bytes]] = []
     for name, value in raw_headers:
         lower = name.lower()
-        if lower == b"transfer-encoding":
+        if lower not in _RESPONSE_SPECIAL:
+            # llhttp keeps trailing whitespace in values (RFC 9110 §5.5 says it is not part of them).
+            headers.append((name, value.rstrip(b" \t") if value[-1:] in (b" ", b"\t") else value))
+        elif lower == b"content-length":
+            content_length = (name, value)
+        elif lower == b"transfer-encoding":
             te_values.append(value)
-            continue
-        if lower == b"content-length":
-            content_length = value
         elif lower == b"connection":
             connection_tokens.extend(_split_tokens(value))
-            continue
         elif lower == b"upgrade":
             upgrade = value.strip()
-            continue
-        elif lower in (b"keep-alive", b"proxy-connection", b"te", b"trailer"):
-            continue
         elif lower == b"sec-websocket-accept":
             accept = value.strip()
-        kept.append((lower, name, value.rstrip(b" \t")))
-    named = {t for t in connection_tokens if t not in PROTECTED}
-    headers = [(n, v) for lower, n, v in kept if lower not in named]
+            headers.append((name, accept))
+    if connection_tokens:
+        named = {t for t in connection_tokens if t not in PROTECTED and t not in (b"close", b"keep-alive")}
+        if named:
+            headers = [(n, v) for n, v in headers if n.lower() not in named]
     head = ResponseHead(
         status=status, reason=reason, headers=headers, upgrade=upgrade, websocket_accept=accept
     )
     head.keep_alive = b"close" not in connection_tokens
-    # RFC 9112 §6.3: HEAD, 1xx, 204 and 304 responses have no body, whatever the headers say.
+    # RFC 9112 §6.3: HEAD, 1xx, 204 and 304 responses have no body, whatever the headers say; a
+    # Content-Length there describes the representation and is passed on.
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
         head.body = NO_BODY
+        if content_length is not None and status >= 200:
+            headers.append(content_length)
         return head
     if te_values:
         if len(te_values) > 1 or te_values[0].lower() != b"chunked":
             raise HttpError(502, "backend sent a Transfer-Encoding other than `chunked`")
         head.body = CHUNKED
-        head.headers = [(n, v) for n, v in head.headers if n.lower() != b"content-length"]
     elif content_length is not None:
-        if not content_length.isdigit() or len(content_length) > 18:
+        value = content_length[1].strip()
+        if not value.isdigit() or len(value) > 18:
             raise HttpError(502, "backend sent a bad Content-Length")
-        head.content_length = int(content_length)
+        head.content_length = int(value)
         head.body = LENGTH
-        head.headers = [(n, v) for n, v in head.headers if n.lower() != b"content-length"]
     else:
         head.body = UNTIL_CLOSE
         head.keep_alive = False
