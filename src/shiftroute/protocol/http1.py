@@ -192,7 +192,7 @@ def parse_request_head(
     for name, value in raw_headers:
         lower = name.lower()
         if lower == b"transfer-encoding":
-            te_values.append(value)  # as sent: `chunked ` with a trailing space is a spelling variant (rule 6)
+            te_values.append(value)  # as sent: `chunked ` (trailing space) is a spelling variant (rule 6)
             continue
         if value[-1:] in (b" ", b"\t"):
             # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it); rule 10.
