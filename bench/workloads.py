@@ -158,7 +158,14 @@ def handshakes(env: Env, case: CaseResult, termination: str) -> None:
             counters.append({"error": str(exc)})
 
     ab_rounds(env, case, [env.shiftroute, env.haproxy], load, during={"haproxy": read_haproxy_counters})
-    keys = ("SslFrontendKeyRate", "SslFrontendSessionReuse_pct", "SslRate", "ConnRate", "error")
+    keys = (
+        "SslFrontendKeyRate",
+        "SslFrontendSessionReuse_pct",
+        "SslBackendKeyRate",
+        "SslRate",
+        "ConnRate",
+        "error",
+    )
     case.info["haproxy_mid_run"] = [{k: c[k] for k in keys if k in c} for c in counters]
     resumed = sum(s["resumed"] for r in case.samples.values() for s in r)
     label = f"3. new TLS connection per request (full handshakes), {termination}"
