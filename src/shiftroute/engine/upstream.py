@@ -65,6 +65,7 @@ class UpstreamConnection(asyncio.Protocol):
         "key",
         "owner",
         "parked_at",
+        "session_saved",
         "paused",
         "pool",
         "tls",
@@ -81,6 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.paused = False
         self._handshake: asyncio.Future[None] | None = None
         self.parked_at = 0.0  # loop time it went idle in the pool
+        self.session_saved = False
 
     # -- asyncio callbacks ----------------------------------------------------------------------------
 
@@ -224,8 +226,11 @@ class Pool:
         return None
 
     def remember_session(self, conn: UpstreamConnection) -> None:
-        # TLS 1.3 tickets arrive after the handshake, so a used connection is the one to ask.
-        if conn.tls is not None and conn.tls.handshake_done:
+        # TLS 1.3 tickets arrive after the handshake, so a used connection is the one to ask; once per
+        # connection, because CPython copies the session through DER on every read of `.session`
+        # (about 100 µs: more than a whole keep-alive request).
+        if conn.tls is not None and conn.tls.handshake_done and not conn.session_saved:
+            conn.session_saved = True
             session = conn.tls.session
             if session is not None:
                 self._sessions[conn.key] = session
