@@ -12,6 +12,7 @@ uid). A route that fails an early check claims nothing, so it never blocks anoth
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -107,6 +108,9 @@ def _in_domains(host: str, domains: Iterable[str]) -> bool:
     return False
 
 
+_AGE_ORDER = operator.attrgetter("age_order")
+
+
 def admit(routes: Iterable[Route], options: RouterOptions) -> dict[ObjectKey, Verdict]:
     return Admitter(options).admit(routes)
 
@@ -127,10 +131,11 @@ class Admitter:
         self.options = options
         self._prechecked: dict[tuple[object, ...], tuple[str, Verdict | None]] = {}
         self._groups: dict[str, tuple[tuple[object, ...], list[Verdict]]] = {}
+        self._single: dict[tuple[object, ...], Verdict] = {}  # verdicts of routes alone in their group
 
     def admit(self, routes: Iterable[Route]) -> dict[ObjectKey, Verdict]:
         options = self.options
-        ordered = sorted(routes, key=lambda r: (r.age_key, r.meta.namespace, r.meta.name))
+        ordered = sorted(routes, key=_AGE_ORDER)
         previous = self._prechecked
         prechecked: dict[tuple[object, ...], tuple[str, Verdict | None]] = {}
         verdicts: dict[ObjectKey, Verdict | None] = {}
@@ -157,12 +162,17 @@ class Admitter:
             parent = parent_domain(host)
             key = f"*.{parent}" if parent in wildcard_parents else host
             groups.setdefault(key, []).append(entry)
-        old_groups = self._groups
+        old_groups, old_single = self._groups, self._single
         new_groups: dict[str, tuple[tuple[object, ...], list[Verdict]]] = {}
+        new_single: dict[tuple[object, ...], Verdict] = {}
         for key, members in groups.items():
             if len(members) == 1:
-                route, host, _version = members[0]
-                verdicts[route.key] = Verdict(route, host, admitted=True)
+                route, host, route_version = members[0]
+                single = old_single.get(route_version)
+                if single is None or single.route is not route or single.host != host:
+                    single = Verdict(route, host, admitted=True)
+                new_single[route_version] = single
+                verdicts[route.key] = single
                 continue
             signature = tuple((version, host) for _route, host, version in members)
             kept = old_groups.get(key)
@@ -177,7 +187,7 @@ class Admitter:
             new_groups[key] = (signature, decided)
             for verdict in decided:
                 verdicts[verdict.key] = verdict
-        self._groups = new_groups
+        self._groups, self._single = new_groups, new_single
         return {key: verdict for key, verdict in verdicts.items() if verdict is not None}
 
 

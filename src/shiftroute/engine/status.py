@@ -77,6 +77,7 @@ class StatusWriter:
         # What this router last wrote per route, with the route's uid: a route deleted and created again
         # under the same name is another object whose status is still empty, even when the verdicts for
         # both arrive coalesced into one batch.
+        self._seen_verdicts: dict[ObjectKey, Verdict] = {}
         self._written: dict[ObjectKey, tuple[str, tuple[object, ...]]] = {}
         self._failing_since: float | None = None
         self._lock = threading.Lock()
@@ -188,7 +189,13 @@ class StatusWriter:
 
     def _write_statuses(self, store: Store, verdicts: dict[ObjectKey, Verdict]) -> bool:
         ok = True
+        seen = self._seen_verdicts
         for key, verdict in verdicts.items():
+            if seen.get(key) is verdict and key in self._written:
+                # Admission hands back the same Verdict object for a route it did not re-decide: nothing to
+                # compare (this loop runs over every route on every change).
+                continue
+            seen[key] = verdict
             entry = desired_entry(verdict, self.options)
             wanted = (verdict.route.meta.uid, _comparable(entry))
             if self._written.get(key) == wanted:
@@ -202,6 +209,8 @@ class StatusWriter:
                 ok = False
         for key in [k for k in self._written if k not in verdicts]:
             del self._written[key]
+        for key in [k for k in seen if k not in verdicts]:
+            del seen[key]
         return ok
 
     def _write_one(self, store: Store, key: ObjectKey, entry: dict[str, Any]) -> None:

@@ -65,9 +65,9 @@ class UpstreamConnection(asyncio.Protocol):
         "key",
         "owner",
         "parked_at",
-        "session_saved",
         "paused",
         "pool",
+        "session_saved",
         "tls",
         "transport",
     )

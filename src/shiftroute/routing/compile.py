@@ -156,17 +156,14 @@ class Compiler:
             if not verdict.admitted:
                 continue
             route = verdict.route
-            ns = route.meta.namespace
-            deps = tuple(versions.get((ns, b.name), missing) for b in route.spec.backends)
-            key = (
-                route.meta.uid,
-                route.meta.namespace,
-                route.meta.name,
-                route.meta.generation,
-                route.meta.resource_version if not route.meta.generation else "",
-                verdict.host,
-                deps,
-            )
+            meta = route.meta
+            ns = meta.namespace
+            spec = route.spec
+            if spec.alternate_backends:
+                deps = tuple(versions.get((ns, b.name), missing) for b in spec.backends)
+            else:
+                deps = (versions.get((ns, spec.to.name), missing),)
+            key = (meta.uid, ns, meta.name, meta.generation or meta.resource_version, verdict.host, deps)
             backend = self._cache.get(key)
             if backend is None:
                 try:

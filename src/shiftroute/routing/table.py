@@ -109,6 +109,11 @@ def _path_order(backend: Backend) -> tuple[int, str]:
     return (-len(backend.path.rstrip("/")), backend.path)
 
 
+def _by_path(backends: list[Backend]) -> tuple[Backend, ...]:
+    # Most hosts have one route: nothing to sort (this runs for 10 000 hosts on every change).
+    return (backends[0],) if len(backends) == 1 else tuple(sorted(backends, key=_path_order))
+
+
 def parent_domain(host: str) -> str:
     return host.split(".", 1)[1] if "." in host else ""
 
@@ -143,8 +148,8 @@ class RoutingTable:
             if backend.serving_context is not None:
                 (certs_wildcard if backend.wildcard else certs_exact).setdefault(key, backend.serving_context)
         return RoutingTable(
-            http_exact={h: tuple(sorted(bs, key=_path_order)) for h, bs in http_exact.items()},
-            http_wildcard={h: tuple(sorted(bs, key=_path_order)) for h, bs in http_wildcard.items()},
+            http_exact={h: _by_path(bs) for h, bs in http_exact.items()},
+            http_wildcard={h: _by_path(bs) for h, bs in http_wildcard.items()},
             passthrough_exact=pt_exact,
             passthrough_wildcard=pt_wildcard,
             certs_exact=certs_exact,
