@@ -112,83 +112,17 @@ _AGE_ORDER = operator.attrgetter("age_order")
 
 
 def admit(routes: Iterable[Route], options: RouterOptions) -> dict[ObjectKey, Verdict]:
-    return Admitter(options).admit(routes)
-
-
-class Admitter:
-    """admit() for a router that re-runs admission on every change, fast with 10 000 routes.
-
-    - The per-route checks (host syntax, domains, certificates) depend only on the route and the options:
-      their answers are remembered by route version.
-    - Host claims only involve routes that can touch each other: routes on one host, or, when a parent
-      domain has wildcard routes, every route under that parent. Each such group is decided on its own,
-      oldest first, exactly as one pass over all routes would; a group whose members did not change keeps
-      its verdicts, and a route alone in its group (the usual case) is admitted without a claim check.
-    Same input, same verdicts as `admit()`.
-    """
-
-    def __init__(self, options: RouterOptions) -> None:
-        self.options = options
-        self._prechecked: dict[tuple[object, ...], tuple[str, Verdict | None]] = {}
-        self._groups: dict[str, tuple[tuple[object, ...], list[Verdict]]] = {}
-        self._single: dict[tuple[object, ...], Verdict] = {}  # verdicts of routes alone in their group
-
-    def admit(self, routes: Iterable[Route]) -> dict[ObjectKey, Verdict]:
-        options = self.options
-        ordered = sorted(routes, key=_AGE_ORDER)
-        previous = self._prechecked
-        prechecked: dict[tuple[object, ...], tuple[str, Verdict | None]] = {}
-        verdicts: dict[ObjectKey, Verdict | None] = {}
-        candidates: list[tuple[Route, str, tuple[object, ...]]] = []
-        wildcard_parents: set[str] = set()
-        for route in ordered:
-            meta = route.meta
-            version = (meta.namespace, meta.name, meta.uid, meta.generation or meta.resource_version)
-            cached = previous.get(version)
-            if cached is None or (cached[1] is not None and cached[1].route is not route):
-                host = effective_host(route, options.domain)
-                cached = (host, _precheck(route, host, options))
-            prechecked[version] = cached
-            host, rejected = cached
-            verdicts[route.key] = rejected  # None: decided by its claim group below, in this order
-            if rejected is None:
-                candidates.append((route, host, version))
-                if is_wildcard(route):
-                    wildcard_parents.add(parent_domain(host))
-        self._prechecked = prechecked
-        groups: dict[str, list[tuple[Route, str, tuple[object, ...]]]] = {}
-        for entry in candidates:
-            route, host, _version = entry
-            parent = parent_domain(host)
-            key = f"*.{parent}" if parent in wildcard_parents else host
-            groups.setdefault(key, []).append(entry)
-        old_groups, old_single = self._groups, self._single
-        new_groups: dict[str, tuple[tuple[object, ...], list[Verdict]]] = {}
-        new_single: dict[tuple[object, ...], Verdict] = {}
-        for key, members in groups.items():
-            if len(members) == 1:
-                route, host, route_version = members[0]
-                single = old_single.get(route_version)
-                if single is None or single.route is not route or single.host != host:
-                    single = Verdict(route, host, admitted=True)
-                new_single[route_version] = single
-                verdicts[route.key] = single
-                continue
-            signature = tuple((version, host) for _route, host, version in members)
-            kept = old_groups.get(key)
-            if kept is not None and kept[0] == signature:
-                decided = kept[1]
-            else:
-                claims = _Claims()
-                decided = [
-                    _claim(route, host, claims, options) or Verdict(route, host, admitted=True)
-                    for route, host, _version in members
-                ]
-            new_groups[key] = (signature, decided)
-            for verdict in decided:
-                verdicts[verdict.key] = verdict
-        self._groups, self._single = new_groups, new_single
-        return {key: verdict for key, verdict in verdicts.items() if verdict is not None}
+    """Every route's verdict, deciding host claims oldest first. A router keeps this up to date from
+    changes with `live_admission.LiveAdmitter`, which reaches the same verdicts with less work."""
+    verdicts: dict[ObjectKey, Verdict] = {}
+    claims = _Claims()
+    for route in sorted(routes, key=_AGE_ORDER):
+        host = effective_host(route, options.domain)
+        rejected = _precheck(route, host, options)
+        if rejected is None:
+            rejected = _claim(route, host, claims, options)
+        verdicts[route.key] = rejected or Verdict(route, host, admitted=True)
+    return verdicts
 
 
 def _reject(route: Route, host: str, reason: str, message: str) -> Verdict:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shiftroute.admission import Admitter, RouterOptions, Verdict
+from shiftroute.admission import RouterOptions, Verdict
 from shiftroute.api.objects import (
     KIND_ENDPOINTSLICE,
     KIND_ROUTE,
@@ -27,6 +27,7 @@ from shiftroute.api.objects import (
     Service,
 )
 from shiftroute.errors import CompactedError, ShiftrouteError
+from shiftroute.live_admission import LiveAdmitter
 from shiftroute.routing.compile import Compiler, CompileResult, slices_by_service
 from shiftroute.store import Store, WatchEvent, open_store
 
@@ -62,7 +63,7 @@ class Controller:
         self.store_url = store_url
         self.options = options
         self.compiler = compiler
-        self.admitter = Admitter(options)
+        self.admitter = LiveAdmitter(options)
         self.publish = publish
         self.on_store_state = on_store_state or (lambda ok, why: None)
         self.snapshot = Snapshot({}, {}, {})
