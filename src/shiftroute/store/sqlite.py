@@ -373,11 +373,11 @@ def _check_version(current: Mapping[str, Any], expected: Any) -> None:
 class SqliteWatch:
     """Polls the event log. `PRAGMA data_version` changes only when another connection commits, so an
     idle poll costs one pragma; the poll interval bounds cross-process latency. It is short (5 ms) while
-    changes keep coming and grows to 20 ms when the store is quiet, so an idle router costs next to nothing
+    changes keep coming and grows to 10 ms when the store is quiet, so an idle router costs next to nothing
     and a change still lands within tens of milliseconds."""
 
     POLL_INTERVAL = 0.005
-    IDLE_POLL_INTERVAL = 0.020
+    IDLE_POLL_INTERVAL = 0.010
     BUSY_FOR = 2.0  # seconds after a change during which polling stays fast
     BATCH = 5000
 
