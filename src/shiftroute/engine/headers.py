@@ -61,14 +61,19 @@ def _forwarded_for(ip: str) -> bytes:
     return b'"[%b]"' % ip.encode() if ":" in ip else ip.encode()
 
 
-def upstream_head(
-    head: RequestHead,
-    backend: Backend,
-    server: Server,
-    client_ip: str,
-    local_port: int,
-    secure: bool,
-) -> bytes:
+class ClientInfo:
+    """What the forwarding headers say about a client connection, encoded once per connection."""
+
+    __slots__ = ("forwarded_for", "ip", "port", "proto")
+
+    def __init__(self, client_ip: str, local_port: int, secure: bool) -> None:
+        self.ip = client_ip.encode()
+        self.port = str(local_port).encode()
+        self.proto = b"https" if secure else b"http"
+        self.forwarded_for = _forwarded_for(client_ip)
+
+
+def upstream_head(head: RequestHead, backend: Backend, server: Server, client: ClientInfo) -> bytes:
     """The request head sent to the endpoint."""
     policy = backend.forwarded_policy
     cookie = backend.cookie_name.encode() if backend.cookie_name else None
@@ -91,14 +96,14 @@ def upstream_head(
             continue  # the router answers 100-continue itself
         headers.append((name, value))
     if policy in {"append", "replace", "if-none"}:
-        proto = b"https" if secure else b"http"
+        proto = client.proto
         host = head.host_header
         own = (
             (b"X-Forwarded-Host", host),
-            (b"X-Forwarded-Port", str(local_port).encode()),
+            (b"X-Forwarded-Port", client.port),
             (b"X-Forwarded-Proto", proto),
-            (b"Forwarded", b"for=%b;host=%b;proto=%b" % (_forwarded_for(client_ip), host, proto)),
-            (b"X-Forwarded-For", client_ip.encode()),
+            (b"Forwarded", b"for=%b;host=%b;proto=%b" % (client.forwarded_for, host, proto)),
+            (b"X-Forwarded-For", client.ip),
         )
         # if-none decides per header, as OpenShift's template does (`set-header X ... if !{ req.hdr(X) -m
         # found }`, `option forwardfor if-none`): a client's X-Forwarded-For alone does not suppress the rest.

@@ -51,6 +51,7 @@ class HttpSession:
         self.peer_closed = False
         self._pending_error: tuple[int, str] | None = None  # a refusal waiting for earlier responses
         self._counted_routes: set[str] = set()
+        self._client_info: hdr.ClientInfo | None = None
         self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
         self._hold_clean = False  # nothing of the held response has reached the client yet
         self._deadline = 0.0
@@ -317,10 +318,18 @@ class HttpSession:
         conn.owner = self
         self.ctx.registry.state(server).active += 1
         ex.counted = True
-        ex.resp_parser = httptools.HttpResponseParser(ResponseCallbacks(self, ex))
-        head = hdr.upstream_head(
-            ex.head, backend, server, self.down.peer_ip, self.down.local_port, self.down.secure
-        )
+        # One response parser per backend connection, pointed at the exchange it now answers.
+        if conn.parser is None:
+            conn.callbacks = ResponseCallbacks(self, ex)
+            conn.parser = httptools.HttpResponseParser(conn.callbacks)
+        else:
+            callbacks = conn.callbacks
+            assert callbacks is not None
+            callbacks.session, callbacks.ex = self, ex
+        ex.resp_parser = conn.parser
+        if self._client_info is None:
+            self._client_info = hdr.ClientInfo(self.down.peer_ip, self.down.local_port, self.down.secure)
+        head = hdr.upstream_head(ex.head, backend, server, self._client_info)
         if ex.body_buffer:
             if ex.head.body == CHUNKED:
                 body = b"".join(chunk(piece) for piece in ex.body_buffer)

@@ -11,7 +11,7 @@ import asyncio
 import errno
 import logging
 import ssl
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from shiftroute.engine.tls import TlsLayer
 
@@ -61,10 +61,12 @@ def describe_connect_error(exc: BaseException) -> str:
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_handshake",
+        "callbacks",
         "closed",
         "key",
         "owner",
         "parked_at",
+        "parser",
         "paused",
         "pool",
         "session_saved",
@@ -83,6 +85,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._handshake: asyncio.Future[None] | None = None
         self.parked_at = 0.0  # loop time it went idle in the pool
         self.session_saved = False
+        # The response parser and its callbacks, kept with the connection across requests (llhttp is ready
+        # for the next response once one is complete; a connection left mid-response is never reused).
+        self.parser: Any = None
+        self.callbacks: Any = None
 
     # -- asyncio callbacks ----------------------------------------------------------------------------
 

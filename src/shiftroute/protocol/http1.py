@@ -121,7 +121,13 @@ def _normalize_host(value: bytes) -> str:
     return host.rstrip(b".").decode("latin-1").lower()
 
 
+_SINGLE_TOKENS = {b"keep-alive": [b"keep-alive"], b"close": [b"close"], b"upgrade": [b"upgrade"]}
+
+
 def _split_tokens(value: bytes) -> list[bytes]:
+    single = _SINGLE_TOKENS.get(value.lower())  # the usual Connection values, without a split
+    if single is not None:
+        return list(single)
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
 
