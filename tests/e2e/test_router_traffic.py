@@ -48,6 +48,10 @@ def test_edge_route_terminates_tls_and_sends_plain_http(cli: Cli, router: Router
         cookie = response.header("Set-Cookie")
         assert cookie is not None and cookie.endswith("; path=/; HttpOnly; Secure; SameSite=None")
         assert response.header("Cache-control") == "private"
+        # One access-log line per request: route, endpoint, method, path, status, bytes, duration, client.
+        line = f"INFO    shiftroute.access: default/web {backend.address} GET / 200 "
+        wait_until(lambda: line in router.log(), 5, "the access-log line")
+        assert " client=127.0.0.1" in next(x for x in router.log().splitlines() if line in x)
 
 
 def test_reencrypt_with_seed_certificates(cli: Cli, router: RouterProcess, tmp_path: Path) -> None:

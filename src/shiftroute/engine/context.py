@@ -14,6 +14,42 @@ from shiftroute.engine.upstream import Pool
 from shiftroute.routing.table import Backend, TableHolder
 
 access_log = logging.getLogger("shiftroute.access")
+
+
+class AccessLog:
+    """The per-request line, written straight to the log stream in the same format as the other log lines.
+
+    Going through `logging` costs about 25 µs a request (a LogRecord, handler locks, a formatter): half as
+    much again as proxying a keep-alive request. This writes one preformatted line, the timestamp made once
+    a second; when the access logger is routed elsewhere (not to a stream handler) it uses `logging`."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def write(self, message: str) -> None:
+        stream = _stream_of(access_log)
+        if stream is None:
+            access_log.info("%s", message)
+            return
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+            self._prefix = f"{stamp} INFO    shiftroute.access: "
+        stream.write(self._prefix + message + "\n")
+
+
+def _stream_of(logger: logging.Logger) -> Any:
+    """The stream of the root logger's single StreamHandler when access lines would go there as is."""
+    if not logger.isEnabledFor(logging.INFO) or logger.handlers or not logger.propagate:
+        return None
+    handlers = logging.getLogger().handlers
+    if len(handlers) == 1 and type(handlers[0]) is logging.StreamHandler:
+        return handlers[0].stream
+    return None
+
+
 decision_log = logging.getLogger("shiftroute.routing")
 
 
@@ -84,6 +120,7 @@ class RouterContext:
         self.counters = Counters()
         self.rates = RateTracker()
         self.access_log_enabled = access_log_enabled
+        self.access = AccessLog()
         self.connections: set[Any] = set()  # live client connections, for draining
         self.draining = False
 
@@ -101,16 +138,10 @@ class RouterContext:
         label = backend.label if backend is not None else "-"
         self.counters.requests[(label, status)] += 1
         if self.access_log_enabled:
-            access_log.info(
-                "%s %s %s %s %d %d %.1fms client=%s",
-                label,
-                endpoint or "-",
-                method.decode("latin-1"),
-                path.decode("latin-1", "replace")[:200],
-                status,
-                sent,
-                (time.monotonic() - started) * 1000,
-                client,
+            self.access.write(
+                f"{label} {endpoint or '-'} {method.decode('latin-1')} "
+                f"{path.decode('latin-1', 'replace')[:200]} {status} {sent} "
+                f"{(time.monotonic() - started) * 1000:.1f}ms client={client}"
             )
 
     def log_tunnel(
@@ -119,15 +150,9 @@ class RouterContext:
         """One line per passthrough connection, when it ends: bytes each way and how long it lasted."""
         self.counters.tunnels[backend.label] += 1
         if self.access_log_enabled:
-            access_log.info(
-                "%s %s TLS sni=%s up=%d down=%d %.1fms client=%s",
-                backend.label,
-                endpoint,
-                sni or "-",
-                up,
-                down,
-                (time.monotonic() - started) * 1000,
-                client,
+            self.access.write(
+                f"{backend.label} {endpoint} TLS sni={sni or '-'} up={up} down={down} "
+                f"{(time.monotonic() - started) * 1000:.1f}ms client={client}"
             )
 
     def log_failure(self, backend: Backend, endpoint: str, reason: str) -> None:
