@@ -64,9 +64,9 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store.db"
 
 
-@pytest.fixture
-def cli(store_path: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the real `shiftroute` console script against a temporary store; returns the completed process."""
+def make_cli(store: Path, workdir: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The real `shiftroute` console script against `store`, run in `workdir`; returns the completed
+    process (`check=True` turns a non-zero exit into an AssertionError with stderr)."""
 
     def run(
         *args: str,
@@ -75,14 +75,14 @@ def cli(store_path: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedP
         cwd: Path | None = None,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SHIFTROUTE_STORE": str(store_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+        env = {**os.environ, "SHIFTROUTE_STORE": str(store), "XDG_STATE_HOME": str(workdir / "state")}
         proc = subprocess.run(
             [SHIFTROUTE, *args],
             input=input,
             capture_output=True,
             text=True,
             env=env,
-            cwd=cwd or tmp_path,
+            cwd=cwd or workdir,
             timeout=timeout,
         )
         if check and proc.returncode != 0:
@@ -90,3 +90,9 @@ def cli(store_path: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedP
         return proc
 
     return run
+
+
+@pytest.fixture
+def cli(store_path: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real `shiftroute` console script against a temporary store."""
+    return make_cli(store_path, tmp_path)

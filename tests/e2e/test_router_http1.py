@@ -7,15 +7,13 @@ what the client got and what the backend received (`backend.received`, `backend.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHIFTROUTE, wait_until
+from tests.conftest import make_cli, wait_until
 from tests.e2e.helpers import Cli, service, wait_serving
 from tests.e2e.support.backend import Backend, hello_response
 from tests.e2e.support.client import Connection, build_request, get
@@ -34,16 +32,9 @@ class Env:
 
 
 def module_cli(tmp: Path) -> Cli:
-    def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SHIFTROUTE_STORE": str(tmp / "store.db"), "XDG_STATE_HOME": str(tmp / "state")}
-        proc = subprocess.run(
-            [SHIFTROUTE, *args], capture_output=True, text=True, env=env, cwd=tmp, timeout=timeout
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"shiftroute {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-        return proc
-
-    return run
+    """The console script against this module's store; failures raise unless check=False."""
+    run = make_cli(tmp / "store.db", tmp)
+    return lambda *args, check=True, **kw: run(*args, check=check, **kw)
 
 
 @pytest.fixture(scope="module")
