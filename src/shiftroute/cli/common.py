@@ -151,7 +151,3 @@ def resource_kind(name: str, allowed: tuple[str, ...]) -> str:
         names = ", ".join(sorted({k.lower() + "s" for k in allowed}))
         raise UsageError(f'unknown resource type "{name}": use one of {names}')
     return kind
-
-
-def any_value(value: Any) -> str:
-    return "<none>" if value in (None, "", {}, []) else str(value)

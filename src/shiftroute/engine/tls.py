@@ -85,6 +85,3 @@ class TlsLayer:
     @property
     def sni(self) -> str | None:
         return getattr(self.obj, "server_hostname", None)
-
-    def peer_certificate_der(self) -> bytes | None:
-        return self.obj.getpeercert(binary_form=True)

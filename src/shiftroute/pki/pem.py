@@ -11,7 +11,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 from shiftroute.errors import PKIError
 
@@ -109,11 +108,6 @@ def signature_hash_name(cert: x509.Certificate) -> str:
 
 def is_self_signed(cert: x509.Certificate) -> bool:
     return is_signed_by(cert, cert)
-
-
-def common_name(name: x509.Name) -> str:
-    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(values[0].value) if values else ""
 
 
 def dns_names(cert: x509.Certificate) -> list[str]:

@@ -244,9 +244,6 @@ class RoutingTable:
                     return backend
         return None
 
-    def host_known(self, host: str) -> bool:
-        return host in self.http_exact or parent_domain(host) in self.http_wildcard
-
 
 class TableHolder:
     """Publish by replacing: the writer swaps the reference, readers take `current` once."""
