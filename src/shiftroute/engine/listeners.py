@@ -9,7 +9,7 @@ import ssl
 import time
 from typing import Any, cast
 
-from shiftroute.engine import decide
+from shiftroute.engine import decide, splice
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.http_session import HttpSession
 from shiftroute.engine.relay import RelayUpstream
@@ -157,6 +157,7 @@ class HttpsClientProtocol(_ClientBase):
         self._tried: frozenset[str] = frozenset()
         self._idle_deadline = 0.0
         self._relay_server: Server | None = None
+        self._splice: splice.SpliceRelay | None = None
         self._admitted = False  # counted in the route's per-client connection limits
         self._relay_started = 0.0
         self._bytes_up = 0
@@ -178,6 +179,8 @@ class HttpsClientProtocol(_ClientBase):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._splice is not None:
+            self._splice.close(error=True)
         if self._relay is not None:
             self._relay.abort()
         self._relay_done()
@@ -358,11 +361,58 @@ class HttpsClientProtocol(_ClientBase):
             self._bytes_up += len(piece)
             relay.write(piece)
         self._relay_buffer = []
-        if self._client_eof:
-            relay.write_eof()
-        self.resume_reading()
         self._arm_idle(backend.timeouts.tunnel)
         self._relay_started = time.monotonic()
+        if self._client_eof:
+            relay.write_eof()
+        elif splice.AVAILABLE and self._start_splice(relay):
+            return
+        self.resume_reading()
+
+    def _start_splice(self, relay: RelayUpstream) -> bool:
+        """Hand the relay to the kernel (splice) when both transports have nothing left to write."""
+        client, upstream = self.transport, relay.transport
+        if (
+            client is None
+            or upstream is None
+            or client.get_write_buffer_size()
+            or upstream.get_write_buffer_size()
+        ):
+            return False
+        client_sock, upstream_sock = client.get_extra_info("socket"), upstream.get_extra_info("socket")
+        if client_sock is None or upstream_sock is None:
+            return False
+        self.pause_reading()
+        upstream.pause_reading()
+        self._splice = splice.SpliceRelay(
+            asyncio.get_running_loop(),
+            client_sock.fileno(),
+            upstream_sock.fileno(),
+            self._spliced,
+            self._splice_done,
+        )
+        return True
+
+    def _spliced(self) -> None:
+        self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+
+    def _splice_done(self, error: bool) -> None:
+        moved = self._splice
+        self._splice = None
+        if moved is not None:
+            self._bytes_up += moved.up.moved
+            self._bytes_down += moved.down.moved
+        self._relay_done()
+        relay = self._relay
+        if error:
+            if relay is not None:
+                relay.abort()
+            self.abort()
+            return
+        if relay is not None:
+            relay.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def _arm_idle(self, seconds: float) -> None:
         """Move the idle deadline; reschedule the timer only when the deadline comes earlier."""
