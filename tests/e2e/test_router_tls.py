@@ -199,9 +199,16 @@ def _client_hello(sni: str) -> bytes:
     return outgoing.read()
 
 
-def test_passthrough_passes_half_close_on(cli: Cli, router: RouterProcess) -> None:
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(100_000, id="asyncio-relay"),
+        pytest.param(3_000_000, id="spliced-after-256k"),
+    ],
+)
+def test_passthrough_passes_half_close_on(size: int, cli: Cli, router: RouterProcess) -> None:
     """After the ClientHello the relay is byte-for-byte: a half-close (FIN) from the client reaches the
-    endpoint, and the endpoint's answer still comes back."""
+    endpoint, and the endpoint's answer still comes back (also once the relay runs on splice(2))."""
     backend = _CountUntilEof()
     service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
     cli("create", "route", "passthrough", "pt", "--service", "pt", "--hostname", "pt.example.com", check=True)
@@ -209,13 +216,13 @@ def test_passthrough_passes_half_close_on(cli: Cli, router: RouterProcess) -> No
     wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
     hello = _client_hello("pt.example.com")
     with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
-        sock.sendall(hello + b"x" * 100_000)
+        sock.sendall(hello + b"x" * size)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-    assert answer == b"got %d bytes" % (len(hello) + 100_000)
-    assert backend.got == hello + b"x" * 100_000
+    assert answer == b"got %d bytes" % (len(hello) + size)
+    assert backend.got == hello + b"x" * size
 
 
 def test_passthrough_bulk_transfer_is_intact(cli: Cli, router: RouterProcess, tmp_path: Path) -> None:

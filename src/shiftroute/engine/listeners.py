@@ -365,9 +365,20 @@ class HttpsClientProtocol(_ClientBase):
         self._relay_started = time.monotonic()
         if self._client_eof:
             relay.write_eof()
-        elif splice.AVAILABLE and self._start_splice(relay):
-            return
         self.resume_reading()
+
+    def _maybe_splice(self) -> None:
+        """Bulk transfers go to the kernel once they prove to be bulk: setting splice up (two pipes, two
+        duplicate sockets) costs more than it saves on a connection that carries a request or two."""
+        if (
+            splice.AVAILABLE
+            and self._splice is None
+            and self._relay is not None
+            and not self._client_eof
+            and not self._relay.eof
+            and self._bytes_up + self._bytes_down >= splice.AFTER_BYTES
+        ):
+            self._start_splice(self._relay)
 
     def _start_splice(self, relay: RelayUpstream) -> bool:
         """Hand the relay to the kernel (splice) when both transports have nothing left to write."""
@@ -443,6 +454,7 @@ class HttpsClientProtocol(_ClientBase):
         self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
         self._bytes_up += len(data)
         relay.write(data)
+        self._maybe_splice()
 
     def _tunnel_timeout(self) -> float:
         return self._backend.timeouts.tunnel if self._backend is not None else 3600.0
@@ -455,6 +467,8 @@ class HttpsClientProtocol(_ClientBase):
             self.transport.write(data)
             if self.writing_paused and self._relay is not None and self._relay.transport is not None:
                 self._relay.transport.pause_reading()
+            else:
+                self._maybe_splice()
 
     def relay_eof(self) -> None:
         if self.transport is not None and not self.closed and self.transport.can_write_eof():

@@ -2,11 +2,12 @@
 the kernel (issue 5: "a zero-copy relay (os.splice through a pipe) for passthrough where the platform
 allows").
 
-The relay takes over once both connections are established and nothing is waiting in either transport's
-write buffer: reading is paused on both asyncio transports, and duplicates of their sockets are watched
-with add_reader/add_writer. Back-pressure is the kernel's: when the destination cannot take more, the
-source is not read until it can (hardening.md rule 16). A source's EOF becomes a write shutdown of the
-destination (half-close); the relay ends when both directions ended, or on the first error.
+The relay takes over from the asyncio relay once a connection has carried AFTER_BYTES (setting it up costs
+more than it saves on a short connection) and nothing waits in either transport's write buffer: reading
+is paused on both asyncio transports, and duplicates of their sockets are watched with add_reader and
+add_writer. Back-pressure is the kernel's: when the destination cannot take more, the source is not read
+until it can (hardening.md rule 16). A source's EOF becomes a write shutdown of the destination
+(half-close); the relay ends when both directions ended, or on the first error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 AVAILABLE = hasattr(os, "splice") and os.environ.get("SHIFTROUTE_SPLICE", "1") != "0"
 CHUNK = 1 << 16
+AFTER_BYTES = 256 * 1024  # a connection is spliced once it has relayed this much
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
