@@ -29,7 +29,7 @@ from tests.e2e.etcd_cluster import (
     move_leader,
 )
 from tests.e2e.helpers import Cli, service, wait_serving
-from tests.e2e.support.backend import Backend, Received
+from tests.e2e.support.backend import Backend, named_response
 from tests.e2e.support.client import get
 from tests.e2e.support.router import RouterProcess
 from tests.e2e.test_router_live import LoadLoop
@@ -102,16 +102,8 @@ def replicas(etcd_cluster3: Cluster, tmp_path: Path) -> Iterator[Replicas]:
 
 @pytest.fixture
 def backend() -> Iterator[Backend]:
-    with Backend(respond=_named("one"), name="one") as one:
+    with Backend(respond=named_response("one"), name="one") as one:
         yield one
-
-
-def _named(name: str):  # type: ignore[no-untyped-def]
-    def respond(request: Received) -> bytes:
-        body = name.encode()
-        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
-
-    return respond
 
 
 def verdicts(store: EtcdStore, namespace: str, name: str) -> dict[str, str]:
@@ -195,7 +187,9 @@ def _add_foreign_entry(store: EtcdStore, namespace: str, name: str) -> dict[str,
 def test_replicas_agree_on_claims_cookies_and_each_writes_its_own_status(replicas: Replicas) -> None:
     cli, routers = replicas.cli, replicas.routers
     with contextlib.ExitStack() as stack:
-        backends = [stack.enter_context(Backend(respond=_named(f"b{i}"), name=f"b{i}")) for i in range(3)]
+        backends = [
+            stack.enter_context(Backend(respond=named_response(f"b{i}"), name=f"b{i}")) for i in range(3)
+        ]
         service(cli, "web", 80, *(b.address for b in backends))
         service(cli, "web", 80, backends[0].address, namespace="other")
         # routes.md §3: the older route holds the host. An explicit creationTimestamp makes "older" certain
@@ -302,8 +296,8 @@ def test_quorum_lost_serves_the_last_table_refuses_writes_and_resyncs(replicas: 
     cli, routers, cluster = replicas.cli, replicas.routers, replicas.cluster
     m0, m1, m2 = cluster.members
     with contextlib.ExitStack() as stack:
-        one = stack.enter_context(Backend(respond=_named("one"), name="one"))
-        two = stack.enter_context(Backend(respond=_named("two"), name="two"))
+        one = stack.enter_context(Backend(respond=named_response("one"), name="one"))
+        two = stack.enter_context(Backend(respond=named_response("two"), name="two"))
         service(cli, "web", 80, one.address)
         service(cli, "web2", 80, two.address)
         for name in ("a", "b"):

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.conftest import wait_until
 from tests.e2e.helpers import Cli, service, wait_serving
-from tests.e2e.support.backend import Backend, Received
+from tests.e2e.support.backend import Backend, held_response, named_response
 from tests.e2e.support.client import Connection, get
 from tests.e2e.support.router import RouterProcess
 
@@ -148,16 +148,8 @@ def _reason(cli: Cli, namespace: str) -> str | None:
     return condition.get("reason") or condition["status"]
 
 
-def _named(name: str):  # type: ignore[no-untyped-def]
-    def respond(request: Received) -> bytes:
-        body = name.encode()
-        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
-
-    return respond
-
-
 def test_sticky_cookie_pins_and_survives_a_second_router(cli: Cli, start_router, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    backends = [Backend(respond=_named(f"b{i}"), name=f"b{i}") for i in range(3)]
+    backends = [Backend(respond=named_response(f"b{i}"), name=f"b{i}") for i in range(3)]
     for backend in backends:
         backend.__enter__()
     try:
@@ -197,7 +189,10 @@ def test_sticky_cookie_pins_and_survives_a_second_router(cli: Cli, start_router,
 
 
 def test_weights_split_traffic_between_services(cli: Cli, router: RouterProcess, tmp_path: Path) -> None:
-    with Backend(respond=_named("a"), name="a") as a, Backend(respond=_named("b"), name="b") as b:
+    with (
+        Backend(respond=named_response("a"), name="a") as a,
+        Backend(respond=named_response("b"), name="b") as b,
+    ):
         service(cli, "a", 80, a.address)
         service(cli, "b", 80, b.address)
         route = {
@@ -230,12 +225,7 @@ def test_weights_split_traffic_between_services(cli: Cli, router: RouterProcess,
 
 def test_sigterm_drains_an_in_flight_slow_response(cli: Cli, router: RouterProcess) -> None:
     release = threading.Event()
-
-    def slow(request: Received) -> bytes:
-        release.wait(10)
-        return b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow"
-
-    with Backend(respond=slow) as backend:
+    with Backend(respond=held_response(release, b"slow")) as backend:
         service(cli, "slow", 80, backend.address)
         cli("expose", "service", "slow", "--hostname", "slow.example.com", check=True)
         release.set()

@@ -13,17 +13,9 @@ from pathlib import Path
 
 from tests.conftest import SHIFTROUTE, free_port, wait_until
 from tests.e2e.helpers import Cli, service, wait_serving
-from tests.e2e.support.backend import Backend, Received
+from tests.e2e.support.backend import Backend, held_response, named_response
 from tests.e2e.support.client import Connection, get
 from tests.e2e.support.router import RouterProcess
-
-
-def _named(name: str):  # type: ignore[no-untyped-def]
-    def respond(request: Received) -> bytes:
-        body = name.encode()
-        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
-
-    return respond
 
 
 def _closed_endpoint() -> str:
@@ -31,7 +23,7 @@ def _closed_endpoint() -> str:
 
 
 def test_connect_failure_retries_another_endpoint(cli: Cli, router: RouterProcess) -> None:
-    with Backend(respond=_named("up")) as up:
+    with Backend(respond=named_response("up")) as up:
         service(cli, "web", 80, up.address, _closed_endpoint())
         cli("expose", "service", "web", "--hostname", "retry.example.com", check=True)
         cli(
@@ -57,7 +49,7 @@ def test_all_endpoints_refusing_gives_503(cli: Cli, router: RouterProcess) -> No
 
 
 def test_active_health_check_marks_a_dead_endpoint_down(cli: Cli, router: RouterProcess) -> None:
-    with Backend(respond=_named("a")) as a, Backend(respond=_named("b")) as b:
+    with Backend(respond=named_response("a")) as a, Backend(respond=named_response("b")) as b:
         service(cli, "web", 80, a.address, b.address)
         cli("expose", "service", "web", "--hostname", "health.example.com", check=True)
         cli(
@@ -112,12 +104,7 @@ def test_ip_allowlist_refuses_other_clients_at_connection_level(cli: Cli, router
 
 def test_route_timeout_annotation_gives_504(cli: Cli, router: RouterProcess) -> None:
     release = threading.Event()
-
-    def slow(request: Received) -> bytes:
-        release.wait(10)
-        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-    with Backend(respond=slow) as backend:
+    with Backend(respond=held_response(release)) as backend:
         service(cli, "slow", 80, backend.address)
         cli("expose", "service", "slow", "--hostname", "slow.example.com", check=True)
         cli("annotate", "route", "slow", "haproxy.router.openshift.io/timeout=500ms", check=True)
@@ -176,12 +163,7 @@ def test_rate_limit_http_refuses_above_the_limit(cli: Cli, router: RouterProcess
 
 def test_pod_concurrent_connections_caps_each_endpoint(cli: Cli, router: RouterProcess) -> None:
     release = threading.Event()
-
-    def slow(request: Received) -> bytes:
-        release.wait(10)
-        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-    with Backend(respond=slow) as backend:
+    with Backend(respond=held_response(release)) as backend:
         service(cli, "web", 80, backend.address)
         cli("expose", "service", "web", "--hostname", "capped.example.com", check=True)
         cli(

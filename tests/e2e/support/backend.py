@@ -37,6 +37,28 @@ class Received:
         return [v for n, v in self.headers if n.lower() == name.lower()]
 
 
+def named_response(name: str) -> Callable[[Received], bytes]:
+    """A backend that answers its own name, to see which endpoint a request reached."""
+    body = name.encode()
+
+    def respond(request: Received) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+
+    return respond
+
+
+def held_response(
+    release: threading.Event, body: bytes = b"ok", wait: float = 10.0
+) -> Callable[[Received], bytes]:
+    """A backend that holds each answer until `release` is set (at most `wait` seconds)."""
+
+    def respond(request: Received) -> bytes:
+        release.wait(wait)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+
+    return respond
+
+
 def hello_response(request: Received) -> bytes:
     body = b"Hello"
     return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
