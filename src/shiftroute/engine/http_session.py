@@ -490,9 +490,9 @@ class HttpSession:
         if ex.resp_head.status == 101:
             return  # llhttp ends a 101 before it raises HttpParserUpgrade: _start_tunnel decides (rule 17)
         ex.done = True
-        self._flush()  # llhttp saw the whole message: what was held is good
         if ex.framing == CHUNKED:
-            self.down.send(LAST_CHUNK)
+            self._to_client(LAST_CHUNK)  # in the same write (and TLS record) as the end of the body
+        self._flush()  # llhttp saw the whole message: what was held is good
         backend = ex.backend
         self.ctx.log_request(
             backend,
