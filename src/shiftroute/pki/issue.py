@@ -75,34 +75,42 @@ def parse_sans(text: str) -> list[x509.GeneralName]:
     return names
 
 
-def make_ca(cn: str, days: int = 3650, key_type: str = "ecdsa-p256") -> Issued:
-    key = new_key(key_type)
-    now = datetime.now(UTC)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: CertificateIssuerPrivateKeyTypes, start: datetime, days: int
+) -> x509.CertificateBuilder:
+    """What every certificate made here starts with: names, public key, a random serial, validity."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+    )
+
+
+def _key_usage(*, signs_certificates: bool, key_encipherment: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def make_ca(cn: str, days: int = 3650, key_type: str = "ecdsa-p256") -> Issued:
+    key = new_key(key_type)
+    cert = (
+        _builder(_name(cn), _name(cn), key, datetime.now(UTC) - _CLOCK_SKEW, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return Issued(cert, key)
@@ -119,30 +127,13 @@ def make_leaf(
     """A server certificate signed by `ca`. With no SAN given, the CN becomes the only DNS SAN, because
     clients match hostnames against SANs only (RFC 6125 §6.4.4)."""
     key = new_key(key_type)
-    start = not_before or datetime.now(UTC) - _CLOCK_SKEW
     if not sans and cn:
         sans = [x509.DNSName(cn)]
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
+        _builder(_name(cn), ca.cert.subject, key, not_before or datetime.now(UTC) - _CLOCK_SKEW, days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=isinstance(key, rsa.RSAPrivateKey),
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs_certificates=False, key_encipherment=isinstance(key, rsa.RSAPrivateKey)),
             critical=True,
         )
         .add_extension(
@@ -162,15 +153,8 @@ def make_leaf(
 def make_self_signed(cn: str, sans: list[x509.GeneralName], days: int = 730) -> Issued:
     """A self-signed server certificate (the router's default when none is given)."""
     key = new_key("ecdsa-p256")
-    now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + timedelta(days=days))
+        _builder(_name(cn), _name(cn), key, datetime.now(UTC) - _CLOCK_SKEW, days)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
