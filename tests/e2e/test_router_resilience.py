@@ -223,7 +223,10 @@ def test_two_workers_share_the_ports(cli: Cli, store_path: Path, tmp_path: Path)
                     ["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True, timeout=10
                 ).stdout.split()
                 assert len(workers) == 2
-                assert get(admin_port, "x", "/healthz/ready").status == 200
+                # Worker 0 serves the admin port; the other worker may have been ready first.
+                wait_until(
+                    lambda: get(admin_port, "x", "/healthz/ready").status == 200, 30, "worker 0 to be ready"
+                )
             finally:
                 proc.terminate()
                 code = proc.wait(30)
