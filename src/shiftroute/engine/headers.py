@@ -105,9 +105,13 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
             (b"Forwarded", b"for=%b;host=%b;proto=%b" % (client.forwarded_for, host, proto)),
             (b"X-Forwarded-For", client.ip),
         )
-        # if-none decides per header, as OpenShift's template does (`set-header X ... if !{ req.hdr(X) -m
-        # found }`, `option forwardfor if-none`): a client's X-Forwarded-For alone does not suppress the rest.
-        headers.extend(h for h in own if policy != "if-none" or h[0].lower() not in sent)
+        if policy != "if-none" or not sent:
+            headers.extend(own)
+        else:
+            # if-none decides per header, as OpenShift's template does (`set-header X ... if !{ req.hdr(X)
+            # -m found }`, `option forwardfor if-none`): a client's X-Forwarded-For alone does not suppress
+            # the rest.
+            headers.extend(h for h in own if h[0].lower() not in sent)
     _apply_actions(headers, backend.request_actions)
     if head.body == CHUNKED:
         headers.append((b"Transfer-Encoding", b"chunked"))
@@ -149,19 +153,30 @@ def client_head(
     secure: bool,
     keep_alive: bool,
 ) -> bytes:
+    if backend.hsts is None and not backend.response_actions:
+        # The usual case: nothing to filter, so the head is written out in one go (no copy of the list).
+        parts = [b"HTTP/1.1 %d %b" % (response.status, response.reason or b"-")]
+        parts += [name + b": " + value for name, value in response.headers]
+        if framing == LENGTH:
+            parts.append(b"Content-Length: %d" % response.content_length)
+        elif framing == CHUNKED:
+            parts.append(b"Transfer-Encoding: chunked")
+        if set_cookie is not None and backend.cookie_name:
+            parts.append(b"Set-Cookie: " + backend.set_cookie[set_cookie.id])
+            parts.append(b"Cache-control: private")  # as in the general case below
+        if not keep_alive:
+            parts.append(b"Connection: close")
+        elif request.version == b"1.0":
+            parts.append(b"Connection: keep-alive")
+        parts.append(b"\r\n")
+        return b"\r\n".join(parts)
     headers = list(response.headers)
     if framing == LENGTH:
         headers.append((b"Content-Length", str(response.content_length).encode()))
     elif framing == CHUNKED:
         headers.append((b"Transfer-Encoding", b"chunked"))
     if set_cookie is not None and backend.cookie_name:
-        headers.append(
-            (
-                b"Set-Cookie",
-                b"%b=%b%b"
-                % (backend.cookie_name.encode(), set_cookie.cookie_value.encode(), backend.cookie_suffix),
-            )
-        )
+        headers.append((b"Set-Cookie", backend.set_cookie[set_cookie.id]))
         # HAProxy's `cookie ... nocache`: a response that sets a routing cookie must not be cached.
         headers.append((b"Cache-control", b"private"))
     if backend.hsts is not None and secure:

@@ -118,8 +118,11 @@ class HttpSession:
             # Behind a WebSocket upgrade everything is tunnel data, kept until the backend answers 101.
             self.queue[-1].client_leftover += data
             return
-        if self._phase == "idle":
-            self._arm(self.ctx.limits.head_timeout, "head")
+        starting = self._phase == "idle"
+        if starting:
+            # The head timeout runs from the first byte of a head; it is armed below only if the head did
+            # not arrive whole (the usual case is one read: the timer is then moved once, not twice).
+            self._phase = "head"
         outcome = self.reader.feed(data, expecting_head=self._phase == "head")
         if self.closed:
             return
@@ -131,6 +134,8 @@ class HttpSession:
             if self.closed:
                 return
         self._pump()
+        if starting and self._phase == "head" and not self.closed:
+            self._touch(self.ctx.limits.head_timeout)
 
     def peer_eof(self) -> None:
         """The client half-closed: answer what is in flight, then close."""
@@ -189,7 +194,8 @@ class HttpSession:
         ex = self.queue[0]
         if ex.backend is not None or ex.status:
             return
-        self._arm(self.ctx.limits.client_timeout, "exchange")
+        # The deadline is set by _route: the route's server timeout, or the router answers at once.
+        self._phase = "exchange"
         self._route(ex)
 
     def _route(self, ex: Exchange) -> None:

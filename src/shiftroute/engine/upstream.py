@@ -61,6 +61,7 @@ def describe_connect_error(exc: BaseException) -> str:
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_handshake",
+        "_loop",
         "callbacks",
         "closed",
         "key",
@@ -94,8 +95,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+        # Kept: asyncio.get_running_loop() makes a getpid() system call each time (CPython 3.11).
+        self._loop = asyncio.get_running_loop()
         if self.tls is not None:
-            self._handshake = asyncio.get_running_loop().create_future()
+            self._handshake = self._loop.create_future()
             first = self.tls.start()
             if first:
                 self.transport.write(first)
@@ -184,7 +187,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Back into the pool, idle. The pool's sweeper closes it after POOL_IDLE_TIMEOUT (one timer per
         pool rather than one per request)."""
         self.owner = None
-        self.parked_at = asyncio.get_running_loop().time()
+        self.parked_at = self._loop.time()
 
     def unpark(self, owner: UpstreamOwner) -> None:
         self.owner = owner

@@ -365,11 +365,7 @@ def parse_response_head(
 
 def serialize_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     """One bytes object for a head: `first line CRLF (name: value CRLF)* CRLF`."""
-    parts = [first_line]
-    for name, value in headers:
-        parts.append(name + b": " + value)
-    parts.append(b"\r\n")
-    return b"\r\n".join(parts)
+    return b"\r\n".join([first_line, *[name + b": " + value for name, value in headers], b"\r\n"])
 
 
 def chunk(data: bytes) -> bytes:

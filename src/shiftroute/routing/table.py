@@ -25,10 +25,12 @@ class Server:
     port: int
     service: str
     weight: float  # the service's weight shared among its endpoints
+    # `address:port` for logs, made once (the data plane names the endpoint of every request it logs).
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+    def __post_init__(self) -> None:
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        object.__setattr__(self, "label", f"{address}:{self.port}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +85,19 @@ class Backend:
     generation: int = 0
     age_order: tuple[float, str, str, str] = (0.0, "", "", "")  # the route's (routes.md §3)
     certificate_expiry: datetime | None = None  # of the route's own certificate (routes.md §3: warn, metrics)
+    # Made once here rather than on every request: `namespace/name` for logs and counters, and each
+    # server's whole Set-Cookie value (routes.md §5).
+    label: str = field(init=False, repr=False)
+    set_cookie: Mapping[str, bytes] = field(init=False, repr=False)
 
-    @property
-    def label(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.namespace}/{self.name}")
+        cookies: dict[str, bytes] = {}
+        if self.cookie_name:
+            name = self.cookie_name.encode()
+            for server in self.servers:
+                cookies[server.id] = b"%b=%b%b" % (name, server.cookie_value.encode(), self.cookie_suffix)
+        object.__setattr__(self, "set_cookie", cookies)
 
     def backend_hostname(self, server: Server) -> str | None:
         return f"{server.service}.{self.namespace}.svc" if self.verify_service_hostname else None
