@@ -8,7 +8,12 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The per-request path is compiled by Cython at install (setup.py): reinstall when its sources change.
+# (A compiled module older than its source is not used: see src/shiftroute/accel.py.)
+HOT_MODULES := $(shell sed -n 's/^ *"\(shiftroute\..*\)",$$/\1/p' src/shiftroute/accel_modules.py)
+HOT_SOURCES := setup.py $(addprefix src/,$(addsuffix .py,$(subst .,/,$(HOT_MODULES))))
+
+$(STAMP): pyproject.toml $(HOT_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -18,8 +23,8 @@ system-deps:
 	@./scripts/system-deps.sh
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts setup.py
+	$(BIN)/ruff format --check src tests bench scripts setup.py
 	$(BIN)/mypy --strict src/shiftroute
 
 format: install
@@ -48,3 +53,4 @@ bench: install system-deps
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find src/shiftroute \( -name '*.so' -o -name '*.c' \) -delete

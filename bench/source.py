@@ -1,7 +1,8 @@
 """Which shiftroute is measured. By default the working tree (the venv's editable install). With
 `--ref REF`, a snapshot of `src/shiftroute` at that git ref (`git archive`, read-only for the repository),
-put first on PYTHONPATH for every shiftroute process and for the harness's own store calls: a consistent
-version even while the working tree is being edited."""
+compiled as `make install` compiles the working tree (setup.py, when the ref has one), put first on
+PYTHONPATH for every shiftroute process and for the harness's own store calls: a consistent version even
+while the working tree is being edited."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ def use_ref(ref: str | None) -> None:
     if ref is None or _active.get("ref") == ref:
         return
     sha = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    has_setup = bool(_git("ls-tree", "--name-only", sha, "setup.py"))
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", sha, "src/shiftroute"],
+        ["git", "-C", str(ROOT), "archive", "--format=tar", sha, "src/shiftroute"]
+        + (["setup.py"] if has_setup else []),
         capture_output=True,
         timeout=120,
         check=True,
@@ -41,6 +44,16 @@ def use_ref(ref: str | None) -> None:
     atexit.register(shutil.rmtree, dest, True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
+    if has_setup:
+        built = subprocess.run(
+            [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if built.returncode != 0:
+            raise SystemExit(f"--ref: compiling the snapshot failed: {built.stderr.strip()[-2000:]}")
     src = str(dest / "src")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
     sys.path.insert(0, src)
@@ -49,11 +62,28 @@ def use_ref(ref: str | None) -> None:
     _active.update(ref=ref, sha=sha, src=src)
 
 
+_REQUEST_PATH = (
+    "import importlib, shiftroute.accel as a\n"
+    "from shiftroute.accel_modules import COMPILED_MODULES as M\n"
+    "[importlib.import_module(m) for m in M]\n"
+    "print(a.describe())\n"
+)
+
+
+def request_path() -> str:
+    """What runs the measured router's request path: compiled modules or Python sources (shiftroute.accel)."""
+    done = subprocess.run([sys.executable, "-c", _REQUEST_PATH], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() if done.returncode == 0 else "unknown (no shiftroute.accel at this version)"
+
+
 def describe() -> str:
-    """For the results: the commit measured, or the working tree and how far it is from HEAD."""
+    """For the results: the commit measured, or the working tree and how far it is from HEAD; and whether
+    its request path ran compiled."""
     if _active:
-        return f"git {_active['ref']} = {_active['sha'][:12]} (exported snapshot of src/shiftroute)"
-    head = _git("rev-parse", "--short=12", "HEAD")
-    dirty = [line for line in _git("status", "--porcelain", "--", "src").splitlines() if line.strip()]
-    state = f"{len(dirty)} file(s) under src/ modified" if dirty else "clean"
-    return f"working tree at {head} ({state})"
+        what = f"git {_active['ref']} = {_active['sha'][:12]} (exported snapshot of src/shiftroute)"
+    else:
+        head = _git("rev-parse", "--short=12", "HEAD")
+        dirty = [line for line in _git("status", "--porcelain", "--", "src").splitlines() if line.strip()]
+        state = f"{len(dirty)} file(s) under src/ modified" if dirty else "clean"
+        what = f"working tree at {head} ({state})"
+    return f"{what}; request path: {request_path()}"

@@ -14,8 +14,8 @@ from tests.e2e.support.router import RouterProcess
 def start_router(store_path: Path, tmp_path: Path) -> Iterator[Callable[..., RouterProcess]]:
     started: list[RouterProcess] = []
 
-    def start(*args: str, name: str = "default") -> RouterProcess:
-        router = RouterProcess(store_path, tmp_path / "routers", *args, name=name).start()
+    def start(*args: str, name: str = "default", env: dict[str, str] | None = None) -> RouterProcess:
+        router = RouterProcess(store_path, tmp_path / "routers", *args, name=name, env=env).start()
         started.append(router)
         return router
 

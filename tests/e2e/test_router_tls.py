@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import NameOID
 
+from shiftroute import accel
 from tests.conftest import wait_until
 from tests.e2e.helpers import Cli, service, wait_serving
 from tests.e2e.support.backend import Backend
@@ -86,6 +87,58 @@ def test_reencrypt_with_the_service_ca_checks_the_service_name(
         wait_until(
             lambda: "certificate verify failed" in router.log(), 5, "the verification failure in the log"
         )
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["installed-build", "python-sources"])
+def test_request_path_builds_serve_reencrypt_and_edge(
+    pure: bool, cli: Cli, start_router, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The compiled request path (when installed) and its Python sources (SHIFTROUTE_PURE_PYTHON=1) serve the
+    same traffic; the router's log says which one runs."""
+    certs = tmp_path / "pki"
+    ca, crt, key = _pki(cli, certs, "web", "DNS:web.default.svc")
+    router = start_router("--service-ca", str(ca), env={"SHIFTROUTE_PURE_PYTHON": "1"} if pure else None)
+    if pure:
+        expected = "request path: Python sources (SHIFTROUTE_PURE_PYTHON is set)"
+    elif accel.compiled_present():
+        expected = "request path: compiled (Cython,"
+    else:
+        expected = "request path: Python sources (no compiled modules installed)"
+    assert expected in router.log()
+    with Backend(tls=_server_context(crt, key)) as secure, Backend() as plain:
+        service(cli, "web", 443, secure.address)
+        service(cli, "plain", 8080, plain.address)
+        cli(
+            "create",
+            "route",
+            "reencrypt",
+            "web",
+            "--service",
+            "web",
+            "--hostname",
+            "re.example.com",
+            check=True,
+        )
+        cli(
+            "create",
+            "route",
+            "edge",
+            "plain",
+            "--service",
+            "plain",
+            "--hostname",
+            "edge.example.com",
+            check=True,
+        )
+        for _ in range(3):  # keep-alive and pooled backend connections on the way
+            assert wait_serving(router.https, "re.example.com", tls=True).body == b"Hello"
+            assert wait_serving(router.https, "edge.example.com", tls=True).body == b"Hello"
+        for backend in (secure, plain):
+            seen = backend.received[-1]
+            assert seen.header("X-Forwarded-For") == "127.0.0.1"
+            assert seen.header("X-Forwarded-Proto") == "https"
+        assert secure.received[-1].tls and secure.received[-1].sni == "web.default.svc"
+        assert not plain.received[-1].tls
 
 
 def test_reencrypt_without_any_way_to_verify_is_not_admitted(cli: Cli, router: RouterProcess) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from shiftroute import accel
 from shiftroute.admin import metrics
 from shiftroute.admin.server import start_admin
 from shiftroute.admission import RouterOptions, Verdict
@@ -242,6 +243,7 @@ class Router:
         controller = Controller(
             cfg.store_url, cfg.options, compiler, publish_into_loop(loop, self._publish), store_state
         )
+        log.info("request path: %s", accel.describe())
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)
         controller.start()
         health = HealthChecker(self.ctx)

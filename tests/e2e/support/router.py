@@ -14,8 +14,16 @@ from tests.conftest import SHIFTROUTE
 
 
 class RouterProcess:
-    def __init__(self, store: Path | str, workdir: Path, *args: str, name: str = "default") -> None:
+    def __init__(
+        self,
+        store: Path | str,
+        workdir: Path,
+        *args: str,
+        name: str = "default",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.store = store
+        self.env = env or {}
         self.name = name
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +78,9 @@ class RouterProcess:
             *self.args,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         return self.wait_ready(timeout) if wait else self
 
     def wait_ready(self, timeout: float = 30.0) -> RouterProcess:

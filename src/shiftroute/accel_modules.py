@@ -1,0 +1,18 @@
+"""The modules setup.py compiles with Cython when it can (the per-request path of the data plane).
+
+Kept free of imports so that setup.py can read it before anything is installed."""
+
+COMPILED_MODULES = [
+    "shiftroute.protocol.http1",
+    "shiftroute.engine.balance",
+    "shiftroute.engine.context",
+    "shiftroute.engine.decide",
+    "shiftroute.engine.exchange",
+    "shiftroute.engine.headers",
+    "shiftroute.engine.http_session",
+    "shiftroute.engine.listeners",
+    "shiftroute.engine.request_reader",
+    "shiftroute.engine.tls",
+    "shiftroute.engine.upstream",
+    "shiftroute.routing.table",
+]
