@@ -184,6 +184,9 @@ def serve(ctx: Context, **opts: object) -> None:
                     HTTP (edge) or a new, verified TLS connection (reencrypt) to the endpoint.
     Changes in the store apply in milliseconds, without dropping a connection.
     Signals: SIGTERM/SIGINT drain and exit; SIGHUP reloads the default certificate.
+    Environment: SHIFTROUTE_PURE_PYTHON=1 runs the Python sources of the request path even when its
+    compiled build is installed (the log says which runs); SHIFTROUTE_SPLICE=0 keeps passthrough relays
+    in the event loop instead of splice(2).
     """
     setup_logging(str(opts["log_level"]))
     workers = int(opts["workers"])  # type: ignore[call-overload]

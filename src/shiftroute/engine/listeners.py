@@ -30,6 +30,9 @@ class _ClientBase(asyncio.Protocol):
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
         self.transport: asyncio.Transport | None = None
+        # Kept (protocols are made by the listening loop): asyncio.get_running_loop() makes a getpid()
+        # system call each time (CPython 3.11), and the relay asks for the time on every piece it moves.
+        self.loop = asyncio.get_running_loop()
         self.session: HttpSession | None = None
         self.peer_ip = ""
         self.local_port = 0
@@ -96,7 +99,7 @@ class _ClientBase(asyncio.Protocol):
         self.lingering = True
         transport.write_eof()
         self.resume_reading()
-        asyncio.get_running_loop().call_later(self.ctx.limits.client_fin_timeout, self._close_now)
+        self.loop.call_later(self.ctx.limits.client_fin_timeout, self._close_now)
 
     def _close_now(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -166,7 +169,7 @@ class HttpsClientProtocol(_ClientBase):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self in self.ctx.connections:
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
             self._timer = loop.call_later(self.ctx.limits.hello_timeout, self._hello_timeout)
 
@@ -322,14 +325,12 @@ class HttpsClientProtocol(_ClientBase):
             self.abort()
             return
         self._tried = self._tried | {server.id}
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._open_relay(server, backend.timeouts.connect))
+        task = self.loop.create_task(self._open_relay(server, backend.timeouts.connect))
         task.add_done_callback(lambda t: self._relay_connected(server, t))
 
     async def _open_relay(self, server: Server, timeout: float) -> RelayUpstream:
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            _transport, relay = await loop.create_connection(
+            _transport, relay = await self.loop.create_connection(
                 lambda: RelayUpstream(self), server.address, server.port
             )
         return relay
@@ -396,7 +397,7 @@ class HttpsClientProtocol(_ClientBase):
         self.pause_reading()
         upstream.pause_reading()
         self._splice = splice.SpliceRelay(
-            asyncio.get_running_loop(),
+            self.loop,
             client_sock.fileno(),
             upstream_sock.fileno(),
             self._spliced,
@@ -405,7 +406,7 @@ class HttpsClientProtocol(_ClientBase):
         return True
 
     def _spliced(self) -> None:
-        self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+        self._idle_deadline = self.loop.time() + self._tunnel_timeout()
 
     def _splice_done(self, error: bool) -> None:
         moved = self._splice
@@ -427,7 +428,7 @@ class HttpsClientProtocol(_ClientBase):
 
     def _arm_idle(self, seconds: float) -> None:
         """Move the idle deadline; reschedule the timer only when the deadline comes earlier."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._idle_deadline = deadline = loop.time() + seconds
         timer = self._timer
         if timer is not None and timer.when() <= deadline:
@@ -440,7 +441,7 @@ class HttpsClientProtocol(_ClientBase):
         self._timer = None
         if self.closed:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if loop.time() < self._idle_deadline:
             self._timer = loop.call_at(self._idle_deadline, self._idle_check)
             return
@@ -451,7 +452,7 @@ class HttpsClientProtocol(_ClientBase):
         if relay is None:
             self._relay_buffer.append(data)
             return
-        self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+        self._idle_deadline = self.loop.time() + self._tunnel_timeout()
         self._bytes_up += len(data)
         relay.write(data)
         self._maybe_splice()
@@ -462,7 +463,7 @@ class HttpsClientProtocol(_ClientBase):
     # RelayPeer: the upstream side calls these.
     def relay_data(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
-            self._idle_deadline = asyncio.get_running_loop().time() + self._tunnel_timeout()
+            self._idle_deadline = self.loop.time() + self._tunnel_timeout()
             self._bytes_down += len(data)
             self.transport.write(data)
             if self.writing_paused and self._relay is not None and self._relay.transport is not None:

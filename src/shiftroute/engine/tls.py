@@ -79,7 +79,9 @@ class TlsLayer:
                 # Everything received is decrypted and handed out: stop here rather than read once more
                 # only to be told SSLWantReadError (an exception costs about a microsecond).
                 break
-        return pieces, self._out.read(), closed
+        # Reading application data rarely produces anything to send back (a key update, an alert).
+        outgoing = self._out
+        return pieces, outgoing.read() if outgoing.pending else b"", closed
 
     def encrypt(self, data: bytes) -> bytes:
         self._write(data)

@@ -150,8 +150,8 @@ class Backend:
 
     def _serve(self, conn: socket.socket, number: int = 0) -> None:
         stream: socket.socket | ssl.SSLSocket = conn
-        conn.settimeout(30)
         try:
+            conn.settimeout(30)  # inside: stop() may already have closed a connection accepted just now
             if self.tls is not None:
                 stream = self.tls.wrap_socket(conn, server_side=True)
             self._requests(stream, getattr(stream, "seen_sni", None), number)
