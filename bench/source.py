@@ -35,7 +35,7 @@ def use_ref(ref: str | None) -> None:
     has_setup = bool(_git("ls-tree", "--name-only", sha, "setup.py"))
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", sha, "src/shiftroute"]
-        + (["setup.py"] if has_setup else []),
+        + (["setup.py", "pyproject.toml", "README.md"] if has_setup else []),  # setup.py reads all three
         capture_output=True,
         timeout=120,
         check=True,
