@@ -53,7 +53,7 @@ def record(pid: int, out: Path, fmt: str, seconds: float, native: bool, cpu: int
         "--threads",
     ]
     if native:
-        argv.append("--native")
+        argv.append("--native")  # stops the process per sample (slower), but sees into compiled modules
     else:
         argv.append("--nonblocking")
     done = subprocess.run(pinned(cpu, argv), capture_output=True, text=True, timeout=seconds + 60)
@@ -62,6 +62,7 @@ def record(pid: int, out: Path, fmt: str, seconds: float, native: bool, cpu: int
 
 
 _FRAME_LINE = re.compile(r":\d+\)$")
+_PYTHON_FRAME = re.compile(r"\.py(:\d+)?\)$")
 
 
 def _frame(raw: str) -> str:
@@ -94,7 +95,11 @@ def top_functions(collapsed: Path) -> tuple[int, Counter[str], Counter[str], Cou
         if "MainThread" not in thread:
             continue  # the event loop runs in the main thread; see render_top for the others
         total += count
-        named = [_frame(f) for f in frames[1:]]
+        # Python-level frames only (with --native, C frames of OpenSSL, uvloop and CPython sit below them):
+        # a function's own time includes the C it calls, compiled (Cython) functions included.
+        # (Cython's inlined helpers, `__Pyx_*`, carry the line of the code they serve: they count there.)
+        python = [f for f in frames[1:] if _PYTHON_FRAME.search(f) and not f.startswith("__Pyx")]
+        named = [_frame(f) for f in python or frames[-1:]]
         own[named[-1]] += count
         for frame in set(named):
             inclusive[frame] += count
@@ -139,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     exit_on_signals()
     source.use_ref(args.ref)
+    path = source.request_path()
+    # A compiled request path is invisible to py-spy's Python-only sampling: sample native stacks then.
+    native = args.native or path.startswith("compiled")
     report.RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
     svg, raw, txt = (report.RESULTS / f"profile-{stamp}.{ext}" for ext in ("svg", "collapsed", "txt"))
@@ -175,18 +183,18 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 time.sleep(2)
                 cpu0, t0 = cpu_seconds(router.pids()), time.monotonic()
-                record(router.pids()[0], raw, "raw", args.seconds, args.native, cpu)
+                record(router.pids()[0], raw, "raw", args.seconds, native, cpu)
                 # py-spy's own start-up is inside the wall time, so this slightly understates it.
                 busy = (cpu_seconds(router.pids()) - cpu0) / (time.monotonic() - t0)
-                record(router.pids()[0], svg, "flamegraph", args.seconds, args.native, cpu)
+                record(router.pids()[0], svg, "flamegraph", args.seconds, native, cpu)
             finally:
                 stop_bounded(wrk, duration + 10)  # type: ignore[arg-type]
     total, own, inclusive, threads = top_functions(raw)
     raw.unlink()  # the flame graph and the text keep what matters
     header = (
         f"shiftroute, keep-alive {args.connections} conns, Hello, {args.termination}; py-spy "
-        f"{'--native' if args.native else '--nonblocking'} --function, {args.seconds:g}s at 250 Hz; "
-        f"router CPU {busy:.0%} busy while sampled"
+        f"{'--native' if native else '--nonblocking'} --function, {args.seconds:g}s at 250 Hz; "
+        f"router CPU {busy:.0%} busy while sampled; request path: {path}"
     )
     txt.write_text(render_top(total, own, inclusive, threads, header))
     print(txt.read_text())
