@@ -11,7 +11,8 @@ install: $(STAMP)
 # The per-request path is compiled by Cython at install (setup.py): reinstall when its sources change.
 # (A compiled module older than its source is not used: see src/shiftroute/accel.py.)
 HOT_MODULES := $(shell sed -n 's/^ *"\(shiftroute\..*\)",$$/\1/p' src/shiftroute/accel_modules.py)
-HOT_SOURCES := setup.py $(addprefix src/,$(addsuffix .py,$(subst .,/,$(HOT_MODULES))))
+HOT_SOURCES := setup.py $(addprefix src/,$(addsuffix .py,$(subst .,/,$(HOT_MODULES)))) \
+	$(wildcard src/shiftroute/*/*.pxd)
 
 $(STAMP): pyproject.toml $(HOT_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,17 @@
+# Cython declarations for exchange.py, read when setup.py compiles it (ignored by Python): the classes
+# below become extension types whose attributes live in the object's C struct instead of a dictionary or
+# slots, so compiled code reads them directly. Every attribute a class sets must be declared here (the
+# compiled build raises AttributeError otherwise; the suite runs against the compiled build). `public`
+# keeps every attribute visible to Python code as before.
+cdef class Exchange:
+    cdef public object backend, body_buffer, body_buffered, client_leftover, framing, head, resp_head
+    cdef public object resp_headers, resp_parser, resp_reason, sent, server, set_cookie, status, table
+    cdef public object tried, upstream
+    cdef public double started
+    cdef public bint body_done, close_after, connecting, counted, done, request_sent, resp_started
+    cdef public bint reused, upstream_extra
+
+
+cdef class ResponseCallbacks:
+    cdef public object session
+    cdef public Exchange ex

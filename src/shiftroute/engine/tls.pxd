@@ -1,0 +1,8 @@
+# Cython declarations for tls.py, read when setup.py compiles it (ignored by Python): the classes
+# below become extension types whose attributes live in the object's C struct instead of a dictionary or
+# slots, so compiled code reads them directly. Every attribute a class sets must be declared here (the
+# compiled build raises AttributeError otherwise; the suite runs against the compiled build). `public`
+# keeps every attribute visible to Python code as before.
+cdef class TlsLayer:
+    cdef public object _in, _out, _pending, _read, _write, obj
+    cdef public bint handshake_done
