@@ -153,42 +153,38 @@ def client_head(
     secure: bool,
     keep_alive: bool,
 ) -> bytes:
-    if backend.hsts is None and not backend.response_actions:
-        # The usual case: nothing to filter, so the head is written out in one go (no copy of the list).
-        parts = [b"HTTP/1.1 %d %b" % (response.status, response.reason or b"-")]
-        parts += [name + b": " + value for name, value in response.headers]
-        if framing == LENGTH:
-            parts.append(b"Content-Length: %d" % response.content_length)
-        elif framing == CHUNKED:
-            parts.append(b"Transfer-Encoding: chunked")
-        if set_cookie is not None and backend.cookie_name:
-            parts.append(b"Set-Cookie: " + backend.set_cookie[set_cookie.id])
-            parts.append(b"Cache-control: private")  # as in the general case below
-        if not keep_alive:
-            parts.append(b"Connection: close")
-        elif request.version == b"1.0":
-            parts.append(b"Connection: keep-alive")
-        parts.append(b"\r\n")
-        return b"\r\n".join(parts)
-    headers = list(response.headers)
+    """The response head sent to the client: the backend's headers as checked, then what the router adds
+    (framing, sticky cookie, HSTS, the route's header actions, Connection)."""
+    added: list[tuple[bytes, bytes]] = []
     if framing == LENGTH:
-        headers.append((b"Content-Length", str(response.content_length).encode()))
+        added.append((b"Content-Length", b"%d" % response.content_length))
     elif framing == CHUNKED:
-        headers.append((b"Transfer-Encoding", b"chunked"))
+        added.append((b"Transfer-Encoding", b"chunked"))
     if set_cookie is not None and backend.cookie_name:
-        headers.append((b"Set-Cookie", backend.set_cookie[set_cookie.id]))
+        added.append((b"Set-Cookie", backend.set_cookie[set_cookie.id]))
         # HAProxy's `cookie ... nocache`: a response that sets a routing cookie must not be cached.
-        headers.append((b"Cache-control", b"private"))
-    if backend.hsts is not None and secure:
-        headers = [(n, v) for n, v in headers if n.lower() != b"strict-transport-security"]
-        headers.append((b"Strict-Transport-Security", backend.hsts))
-    _apply_actions(headers, backend.response_actions)
+        added.append((b"Cache-control", b"private"))
+    headers = response.headers
+    if (backend.hsts is not None and secure) or backend.response_actions:
+        headers = headers + added
+        added = []
+        if backend.hsts is not None and secure:
+            headers = [(n, v) for n, v in headers if n.lower() != b"strict-transport-security"]
+            headers.append((b"Strict-Transport-Security", backend.hsts))
+        _apply_actions(headers, backend.response_actions)
     if not keep_alive:
-        headers.append((b"Connection", b"close"))
+        added.append((b"Connection", b"close"))
     elif request.version == b"1.0":
-        headers.append((b"Connection", b"keep-alive"))
-    reason = response.reason or b"-"
-    return serialize_head(b"HTTP/1.1 %d %b" % (response.status, reason), headers)
+        added.append((b"Connection", b"keep-alive"))
+    # One pass over the backend's headers (no copy of the list) in the usual case: nothing to filter.
+    return b"\r\n".join(
+        [
+            b"HTTP/1.1 %d %b" % (response.status, response.reason or b"-"),
+            *[name + b": " + value for name, value in headers],
+            *[name + b": " + value for name, value in added],
+            b"\r\n",
+        ]
+    )
 
 
 def switching_head(response: ResponseHead) -> bytes:
