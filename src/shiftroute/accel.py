@@ -5,6 +5,8 @@ Both are the same source files; the compiled build is only faster. The sources a
 - `SHIFTROUTE_PURE_PYTHON=1` is set (to compare, or to rule the compiled build out when debugging), or
 - a compiled module is older than its source in a source checkout (an editable install where a `.py` was
   edited after the last `make install`): running the stale build would silently run old code.
+It is all or nothing: compiled modules rely on each other's extension types (the `.pxd` files), so one
+source module among compiled ones could be refused by them.
 
 `install()` runs when the `shiftroute` package is imported, before any compiled module is.
 """
