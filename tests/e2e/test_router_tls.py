@@ -38,6 +38,11 @@ def _pki(cli: Cli, directory: Path, name: str, san: str) -> tuple[Path, Path, Pa
     return directory / "service-ca.crt", directory / f"{name}.crt", directory / f"{name}.key"
 
 
+def _route(cli: Cli, kind: str, name: str, host: str) -> None:
+    """A route `name` of kind `kind` to the service of the same name."""
+    cli("create", "route", kind, name, "--service", name, "--hostname", host, check=True)
+
+
 def _server_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -57,28 +62,8 @@ def test_reencrypt_with_the_service_ca_checks_the_service_name(
     ):
         service(cli, "web", 443, good.address)
         service(cli, "imposter", 443, bad.address)
-        cli(
-            "create",
-            "route",
-            "reencrypt",
-            "web",
-            "--service",
-            "web",
-            "--hostname",
-            "web.example.com",
-            check=True,
-        )
-        cli(
-            "create",
-            "route",
-            "reencrypt",
-            "imposter",
-            "--service",
-            "imposter",
-            "--hostname",
-            "imp.example.com",
-            check=True,
-        )
+        _route(cli, "reencrypt", "web", "web.example.com")
+        _route(cli, "reencrypt", "imposter", "imp.example.com")
         assert wait_serving(router.https, "web.example.com", tls=True).body == b"Hello"
         # hardening.md rule 2: SNI <service>.<namespace>.svc is sent when verifying a service name.
         assert good.received[-1].sni == "web.default.svc"
@@ -108,28 +93,8 @@ def test_request_path_builds_serve_reencrypt_and_edge(
     with Backend(tls=_server_context(crt, key)) as secure, Backend() as plain:
         service(cli, "web", 443, secure.address)
         service(cli, "plain", 8080, plain.address)
-        cli(
-            "create",
-            "route",
-            "reencrypt",
-            "web",
-            "--service",
-            "web",
-            "--hostname",
-            "re.example.com",
-            check=True,
-        )
-        cli(
-            "create",
-            "route",
-            "edge",
-            "plain",
-            "--service",
-            "plain",
-            "--hostname",
-            "edge.example.com",
-            check=True,
-        )
+        _route(cli, "reencrypt", "web", "re.example.com")
+        _route(cli, "edge", "plain", "edge.example.com")
         for _ in range(3):  # keep-alive and pooled backend connections on the way
             assert wait_serving(router.https, "re.example.com", tls=True).body == b"Hello"
             assert wait_serving(router.https, "edge.example.com", tls=True).body == b"Hello"
@@ -144,17 +109,7 @@ def test_request_path_builds_serve_reencrypt_and_edge(
 def test_reencrypt_without_any_way_to_verify_is_not_admitted(cli: Cli, router: RouterProcess) -> None:
     with Backend() as backend:
         service(cli, "web", 443, backend.address)
-        cli(
-            "create",
-            "route",
-            "reencrypt",
-            "web",
-            "--service",
-            "web",
-            "--hostname",
-            "web.example.com",
-            check=True,
-        )
+        _route(cli, "reencrypt", "web", "web.example.com")
 
         def reason() -> str | None:
             described = cli("describe", "route", "web", check=True).stdout

@@ -176,15 +176,8 @@ def client_head(
         added.append((b"Connection", b"close"))
     elif request.version == b"1.0":
         added.append((b"Connection", b"keep-alive"))
-    # One pass over the backend's headers (no copy of the list) in the usual case: nothing to filter.
-    return b"\r\n".join(
-        [
-            b"HTTP/1.1 %d %b" % (response.status, response.reason or b"-"),
-            *[name + b": " + value for name, value in headers],
-            *[name + b": " + value for name, value in added],
-            b"\r\n",
-        ]
-    )
+    # In the usual case (nothing to filter) the backend's list is written as it is, not copied.
+    return serialize_head(b"HTTP/1.1 %d %b" % (response.status, response.reason or b"-"), headers, added)
 
 
 def switching_head(response: ResponseHead) -> bytes:

@@ -169,9 +169,8 @@ class HttpsClientProtocol(_ClientBase):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self in self.ctx.connections:
-            loop = self.loop
             # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
-            self._timer = loop.call_later(self.ctx.limits.hello_timeout, self._hello_timeout)
+            self._timer = self.loop.call_later(self.ctx.limits.hello_timeout, self._hello_timeout)
 
     def _hello_timeout(self) -> None:
         self._timer = None

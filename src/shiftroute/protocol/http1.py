@@ -363,9 +363,19 @@ def parse_response_head(
     return head
 
 
-def serialize_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """One bytes object for a head: `first line CRLF (name: value CRLF)* CRLF`."""
-    return b"\r\n".join([first_line, *[name + b": " + value for name, value in headers], b"\r\n"])
+def serialize_head(
+    first_line: bytes, headers: list[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
+    """One bytes object for a head: `first line CRLF (name: value CRLF)* CRLF`, the `added` headers after
+    `headers` (so a caller need not copy a list only to append to it)."""
+    return b"\r\n".join(
+        [
+            first_line,
+            *[name + b": " + value for name, value in headers],
+            *[name + b": " + value for name, value in added or ()],
+            b"\r\n",
+        ]
+    )
 
 
 def chunk(data: bytes) -> bytes:
