@@ -24,6 +24,7 @@ from bench.backends import PATHS
 from bench.env import Env, Options
 from bench.loadgen import wrk_binary
 from bench.procs import cpu_seconds, exit_on_signals, pinned, stop_bounded
+from bench.workloads import HANDSHAKE_CONCURRENCY
 
 TOP = 30
 
@@ -129,11 +130,34 @@ def render_top(
     return "\n".join(lines) + "\n"
 
 
+def _handshake_load(port: int, host: str, seconds: float, cpu: int) -> subprocess.Popen[bytes]:
+    """Workload 3's client in its own process on the load CPU (the profile's process stays free)."""
+    code = (
+        "import sys; from bench.handshake_client import run_handshakes; from bench.backends import PATHS; "
+        f"r = run_handshakes({port}, {host!r}, PATHS['hello'], {HANDSHAKE_CONCURRENCY}, {seconds!r}); "
+        "print(r.requests, 'handshakes', r.errors, file=sys.stderr)"
+    )
+    return subprocess.Popen(pinned(cpu, [sys.executable, "-c", code]), cwd=report.ROOT)
+
+
+def _workload_text(args: argparse.Namespace) -> str:
+    if args.workload == "handshake":
+        return f"a new TLS connection per request ({HANDSHAKE_CONCURRENCY} concurrent)"
+    return f"keep-alive {args.connections} conns"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--termination", choices=["reencrypt", "edge", "passthrough"], default="reencrypt")
     p.add_argument("--connections", type=int, default=50)
+    p.add_argument(
+        "--workload",
+        choices=["keepalive", "handshake"],
+        default="keepalive",
+        help="keepalive: wrk on --connections connections; handshake: workload 3's client, a new TLS "
+        "connection per request",
+    )
     p.add_argument(
         "--native",
         action="store_true",
@@ -161,25 +185,28 @@ def main(argv: list[str] | None = None) -> None:
         # Two recordings (collapsed stacks for the text, then the flame graph) under one wrk run.
         duration = 2 * args.seconds + 6
         with env.only(router):
-            wrk = subprocess.Popen(
-                pinned(
-                    cpu,
-                    [
-                        wrk_binary(),
-                        "-t",
-                        "1",
-                        "-c",
-                        str(args.connections),
-                        "-d",
-                        f"{duration:g}s",
-                        "-s",
-                        str(script),
-                        url,
-                    ],
-                ),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
+            if args.workload == "handshake":
+                load = _handshake_load(router.https_port, route.host, duration, cpu)
+            else:
+                load = subprocess.Popen(
+                    pinned(
+                        cpu,
+                        [
+                            wrk_binary(),
+                            "-t",
+                            "1",
+                            "-c",
+                            str(args.connections),
+                            "-d",
+                            f"{duration:g}s",
+                            "-s",
+                            str(script),
+                            url,
+                        ],
+                    ),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
             try:
                 time.sleep(2)
                 cpu0, t0 = cpu_seconds(router.pids()), time.monotonic()
@@ -188,11 +215,11 @@ def main(argv: list[str] | None = None) -> None:
                 busy = (cpu_seconds(router.pids()) - cpu0) / (time.monotonic() - t0)
                 record(router.pids()[0], svg, "flamegraph", args.seconds, native, cpu)
             finally:
-                stop_bounded(wrk, duration + 10)  # type: ignore[arg-type]
+                stop_bounded(load, duration + 10)
     total, own, inclusive, threads = top_functions(raw)
     raw.unlink()  # the flame graph and the text keep what matters
     header = (
-        f"shiftroute, keep-alive {args.connections} conns, Hello, {args.termination}; py-spy "
+        f"shiftroute, {_workload_text(args)}, Hello, {args.termination}; py-spy "
         f"{'--native' if native else '--nonblocking'} --function, {args.seconds:g}s at 250 Hz; "
         f"router CPU {busy:.0%} busy while sampled; request path: {path}"
     )

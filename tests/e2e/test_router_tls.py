@@ -7,6 +7,7 @@ import hashlib
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,22 +180,56 @@ def test_connection_limit_refuses_new_connections_only(cli: Cli, start_router) -
 
 
 class _CountUntilEof:
-    """A raw TCP backend: reads until the client half-closes, then answers and closes."""
+    """A raw TCP backend: reads until the client half-closes, then answers and closes; `connections` of
+    them one after another (`got`: what the latest one sent)."""
 
-    def __init__(self) -> None:
+    def __init__(self, connections: int = 1) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.got = b""
-        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._serve, args=(connections,), daemon=True).start()
 
-    def _serve(self) -> None:
+    def _serve(self, connections: int) -> None:
         self.sock.settimeout(20)
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(20)
-            while data := conn.recv(65536):
-                self.got += data
-            conn.sendall(b"got %d bytes" % len(self.got))
+        for _ in range(connections):
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                return
+            with conn:
+                conn.settimeout(20)
+                self.got = b""
+                while data := conn.recv(65536):
+                    self.got += data
+                conn.sendall(b"got %d bytes" % len(self.got))
+
+
+class _NeverAccepts:
+    """An endpoint that never completes a TCP handshake: a listening socket whose accept queue is full
+    (backlog 0: one connection made and never accepted fills it). Linux drops further SYNs to a full
+    queue, so a connect to it waits until the connector gives up: a black hole on loopback."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def close(self) -> None:
+        self.filler.close()
+        self.sock.close()
+
+
+def _relayed_answer(port: int, hello: bytes, extra: bytes) -> bytes:
+    """Send a ClientHello and more through the router, half-close, and read the answer until closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(hello + extra)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 def _client_hello(sni: str) -> bytes:
@@ -275,3 +310,133 @@ def test_passthrough_access_line_when_the_connection_ends(cli: Cli, router: Rout
     wait_until(lambda: line in router.log(), 5, "the passthrough access-log line")
     metrics = get(router.admin, "x", "/metrics").text
     assert 'shiftroute_passthrough_connections_total{route="default/pt"} 1' in metrics
+
+
+def test_passthrough_connect_timeout_moves_on_to_the_next_endpoint(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
+    """An endpoint that does not accept within the connect timeout is logged and the next one is tried,
+    with the ClientHello held back and then relayed intact."""
+    router = start_router("--timeout", "connect=300ms")
+    silent, backend = _NeverAccepts(), _CountUntilEof(connections=20)
+    try:
+        service(cli, "pt", 443, f"127.0.0.1:{silent.port}", f"127.0.0.1:{backend.port}")
+        _route(cli, "passthrough", "pt", "pt.example.com")
+        # Round robin, so that some connection goes to the silent endpoint first (passthrough's default,
+        # source, may send every connection from 127.0.0.1 to the good one).
+        cli("annotate", "route", "pt", "haproxy.router.openshift.io/balance=roundrobin", check=True)
+        wait_until(
+            lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission"
+        )
+        hello = _client_hello("pt.example.com")
+        for _ in range(20):
+            assert _relayed_answer(router.https, hello, b"z" * 10) == b"got %d bytes" % (len(hello) + 10)
+            if "connect timed out" in router.log():
+                break
+        assert f"127.0.0.1:{silent.port}" in router.log().split("connect timed out")[0].splitlines()[-1]
+    finally:
+        silent.close()
+
+
+def test_passthrough_without_an_accepting_endpoint_closes_the_client(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
+    router = start_router("--timeout", "connect=300ms")
+    silent = _NeverAccepts()
+    try:
+        service(cli, "pt", 443, f"127.0.0.1:{silent.port}")
+        _route(cli, "passthrough", "pt", "pt.example.com")
+        wait_until(
+            lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission"
+        )
+        with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+            sock.sendall(_client_hello("pt.example.com"))
+            try:
+                assert sock.recv(100) == b""
+            except ConnectionResetError:
+                pass  # aborted: as HAProxy does when no server accepts
+        assert "connect timed out" in router.log()
+    finally:
+        silent.close()
+
+
+def test_passthrough_idle_tunnel_is_closed_at_the_tunnel_timeout(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
+    router = start_router("--timeout", "tunnel=1s")
+    backend = _CountUntilEof()
+    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
+    _route(cli, "passthrough", "pt", "pt.example.com")
+    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
+    hello = _client_hello("pt.example.com")
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(hello)
+        # Nothing moves either way after the ClientHello: the router ends the tunnel (recv sees the close).
+        try:
+            assert sock.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    wait_until(lambda: backend.got == hello, 5, "the endpoint to have the ClientHello")
+
+
+def test_passthrough_connection_is_released_once_both_sides_are_done(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
+    """Both sides half-closed: nothing more can arrive, so the router closes the client socket at once,
+    as HAProxy does, instead of holding it for the fin timeout (here 60 s)."""
+    router = start_router("--timeout", "fin=60s")
+    backend = _CountUntilEof()
+    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
+    _route(cli, "passthrough", "pt", "pt.example.com")
+    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
+    hello = _client_hello("pt.example.com")
+    assert _relayed_answer(router.https, hello, b"") == b"got %d bytes" % len(hello)
+
+    def open_connections() -> str:
+        metrics = get(router.admin, "x", "/metrics").text
+        return next(line for line in metrics.splitlines() if line.startswith("shiftroute_connections "))
+
+    # (The admin port's own connections are not client connections.)
+    wait_until(
+        lambda: open_connections() == "shiftroute_connections 0", 10, "the relayed connection to close"
+    )
+
+
+class _AnswerFirst:
+    """A raw TCP backend that answers and half-closes at once, then, a moment later, reads what the
+    client still sends until the client half-closes too."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.got = 0
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(20)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(20)
+            conn.sendall(b"ready")
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(1)  # not reading for a while: the router has to hold the client's bytes
+            while data := conn.recv(65536):
+                self.got += len(data)
+        self.done.set()
+
+
+def test_passthrough_endpoint_that_closes_first_still_gets_everything(
+    cli: Cli, router: RouterProcess
+) -> None:
+    """The endpoint answers and half-closes first; the client then sends 8 MiB and half-closes. The relay
+    keeps the client-to-endpoint direction open until the client is done, and every byte arrives."""
+    backend = _AnswerFirst()
+    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
+    _route(cli, "passthrough", "pt", "pt.example.com")
+    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
+    hello = _client_hello("pt.example.com")
+    payload = b"p" * (8 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(hello)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer == b"ready"
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b""
+    wait_until(backend.done.is_set, 15, "the endpoint to read to the end")
+    assert backend.got == len(hello) + len(payload)

@@ -27,7 +27,7 @@ class _ClientBase(asyncio.Protocol):
 
     secure = False
 
-    def __init__(self, ctx: RouterContext) -> None:
+    def __init__(self, ctx: RouterContext, local_port: int = 0) -> None:
         self.ctx = ctx
         self.transport: asyncio.Transport | None = None
         # Kept (protocols are made by the listening loop): asyncio.get_running_loop() makes a getpid()
@@ -35,19 +35,22 @@ class _ClientBase(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.session: HttpSession | None = None
         self.peer_ip = ""
-        self.local_port = 0
+        # The listener's port when it is fixed (X-Forwarded-Port); 0: ask each connection's socket.
+        self.local_port = local_port
         self.sni: str | None = None
         self.writing_paused = False
         self._reading_paused = False
         self.closed = False
         self.lingering = False  # finished: reading only to discard, until the peer closes or time is up
+        self.peer_eof = False  # the client has half-closed: it sends nothing more
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
         peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
         self.peer_ip = str(peer[0])
-        self.local_port = int(local[1])
+        if not self.local_port:  # a listener on port 0 (tests): one socket per address family, each its own
+            local = transport.get_extra_info("sockname") or ("", 0)
+            self.local_port = int(local[1])
         counters = self.ctx.counters
         if len(self.ctx.connections) >= self.ctx.limits.max_connections:
             # hardening.md rule 15: above the limit new connections are refused; open ones keep working.
@@ -93,7 +96,10 @@ class _ClientBase(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing() or self.closed or self.lingering:
             return
-        if not transport.can_write_eof():
+        if self.peer_eof or not transport.can_write_eof():
+            # Nothing can arrive any more that a reset could destroy: close now (after what is buffered
+            # has been written), as HAProxy does once both sides are done, rather than hold the socket
+            # for the fin timeout.
             transport.close()
             return
         self.lingering = True
@@ -131,6 +137,7 @@ class HttpClientProtocol(_ClientBase):
     def eof_received(self) -> bool:
         if self.lingering:
             return False
+        self.peer_eof = True
         if self.session is not None:
             self.session.peer_eof()
         return True
@@ -146,19 +153,22 @@ class HttpsClientProtocol(_ClientBase):
 
     secure = True
 
-    def __init__(self, ctx: RouterContext, default_context: Any) -> None:
-        super().__init__(ctx)
+    def __init__(self, ctx: RouterContext, default_context: Any, local_port: int = 0) -> None:
+        super().__init__(ctx, local_port)
         self._default_context = default_context  # a callable returning the current default SSLContext
         self._hello = bytearray()
         self._tls: TlsLayer | None = None
         self._relay: RelayUpstream | None = None
         self._relay_buffer: list[bytes] = []
         self._phase = "hello"
+        # One timer for the connection's current deadline (see _arm).
         self._timer: asyncio.TimerHandle | None = None
-        self._client_eof = False
+        self._deadline = 0.0
         self._backend: Backend | None = None
         self._tried: frozenset[str] = frozenset()
-        self._idle_deadline = 0.0
+        self._connecting: asyncio.Task[tuple[asyncio.BaseTransport, RelayUpstream]] | None = None
+        self._connect_server: Server | None = None
+        self._connect_timed_out = False
         self._relay_server: Server | None = None
         self._splice: splice.SpliceRelay | None = None
         self._admitted = False  # counted in the route's per-client connection limits
@@ -170,21 +180,52 @@ class HttpsClientProtocol(_ClientBase):
         super().connection_made(transport)
         if self in self.ctx.connections:
             # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
-            self._timer = self.loop.call_later(self.ctx.limits.hello_timeout, self._hello_timeout)
+            self._arm(self.ctx.limits.hello_timeout)
 
-    def _hello_timeout(self) -> None:
+    def _arm(self, seconds: float) -> None:
+        """Move the connection's deadline: the ClientHello and handshake, then a passthrough relay's
+        connect and its idle tunnel. One timer serves them all: it is rescheduled only when the deadline
+        comes earlier (a later one is found when the timer fires), so a short connection makes one timer
+        and a relayed piece costs only a clock read."""
+        loop = self.loop
+        self._deadline = deadline = loop.time() + seconds
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = loop.call_at(deadline, self._deadline_reached)
+
+    def _deadline_reached(self) -> None:
         self._timer = None
-        if self._phase in ("hello", "handshake") and self.transport is not None:
-            self.transport.abort()
+        if self.closed:
+            return
+        loop = self.loop
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._deadline_reached)
+            return
+        connecting = self._connecting
+        if connecting is not None:
+            # The endpoint did not accept in time: _relay_connected logs it and tries another one.
+            self._connect_timed_out = True
+            connecting.cancel()
+            return
+        self.abort()  # no ClientHello or handshake in time, or the tunnel sat idle too long
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
         if self._splice is not None:
             self._splice.close(error=True)
-        if self._relay is not None:
-            self._relay.abort()
+        relay = self._relay
+        if relay is not None:
+            if exc is None and self.peer_eof and relay.eof:
+                relay.close()  # both sides are done: what is still buffered for the endpoint goes out first
+            else:
+                relay.abort()
         self._relay_done()
         if self._admitted and self._backend is not None:
             self._admitted = False
@@ -213,7 +254,7 @@ class HttpsClientProtocol(_ClientBase):
     def eof_received(self) -> bool:
         if self.lingering:
             return False
-        self._client_eof = True
+        self.peer_eof = True
         if self._phase == "relay":
             if self._relay is not None:
                 self._relay.write_eof()
@@ -302,9 +343,6 @@ class HttpsClientProtocol(_ClientBase):
     def _start_relay(self, backend: Backend) -> None:
         self._phase = "relay"
         self._backend = backend
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if not decide.admit_connection(self.ctx, backend, self.peer_ip):
             self.abort()  # refused at connection level (allowlist, rate limits)
             return
@@ -324,23 +362,32 @@ class HttpsClientProtocol(_ClientBase):
             self.abort()
             return
         self._tried = self._tried | {server.id}
-        task = self.loop.create_task(self._open_relay(server, backend.timeouts.connect))
-        task.add_done_callback(lambda t: self._relay_connected(server, t))
+        self._connect_server = server
+        self._connect_timed_out = False
+        self._arm(backend.timeouts.connect)  # the connect timeout: _deadline_reached cancels the task
+        # No coroutine of our own and no asyncio.timeout around it: the task runs uvloop's
+        # create_connection alone, and the connection's one timer bounds it.
+        task = self.loop.create_task(
+            self.loop.create_connection(self._make_relay, server.address, server.port)
+        )
+        self._connecting = task
+        task.add_done_callback(self._relay_connected)
 
-    async def _open_relay(self, server: Server, timeout: float) -> RelayUpstream:
-        async with asyncio.timeout(timeout):
-            _transport, relay = await self.loop.create_connection(
-                lambda: RelayUpstream(self), server.address, server.port
-            )
-        return relay
+    def _make_relay(self) -> RelayUpstream:
+        return RelayUpstream(self)
 
-    def _relay_connected(self, server: Server, task: asyncio.Task[RelayUpstream]) -> None:
-        backend = self._backend
-        assert backend is not None
-        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+    def _relay_connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, RelayUpstream]]) -> None:
+        self._connecting = None
+        backend, server = self._backend, self._connect_server
+        assert backend is not None and server is not None
+        exc: BaseException | None
+        if task.cancelled():  # by _deadline_reached (the connect timeout) or by connection_lost
+            exc = TimeoutError() if self._connect_timed_out else asyncio.CancelledError()
+        else:
+            exc = task.exception()
         if self.closed:
             if exc is None:
-                task.result().abort()
+                task.result()[1].abort()
             return
         if exc is not None:
             self.ctx.registry.connect_failed(server)
@@ -353,7 +400,7 @@ class HttpsClientProtocol(_ClientBase):
                 self.abort()
             return
         self.ctx.registry.connect_succeeded(server)
-        relay = task.result()
+        relay = task.result()[1]
         self._relay = relay
         self.ctx.registry.state(server).active += 1
         self._relay_server = server
@@ -361,9 +408,9 @@ class HttpsClientProtocol(_ClientBase):
             self._bytes_up += len(piece)
             relay.write(piece)
         self._relay_buffer = []
-        self._arm_idle(backend.timeouts.tunnel)
+        self._arm(backend.timeouts.tunnel)
         self._relay_started = time.monotonic()
-        if self._client_eof:
+        if self.peer_eof:
             relay.write_eof()
         self.resume_reading()
 
@@ -374,7 +421,7 @@ class HttpsClientProtocol(_ClientBase):
             splice.AVAILABLE
             and self._splice is None
             and self._relay is not None
-            and not self._client_eof
+            and not self.peer_eof
             and not self._relay.eof
             and self._bytes_up + self._bytes_down >= splice.AFTER_BYTES
         ):
@@ -405,7 +452,7 @@ class HttpsClientProtocol(_ClientBase):
         return True
 
     def _spliced(self) -> None:
-        self._idle_deadline = self.loop.time() + self._tunnel_timeout()
+        self._deadline = self.loop.time() + self._tunnel_timeout()
 
     def _splice_done(self, error: bool) -> None:
         moved = self._splice
@@ -425,33 +472,12 @@ class HttpsClientProtocol(_ClientBase):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def _arm_idle(self, seconds: float) -> None:
-        """Move the idle deadline; reschedule the timer only when the deadline comes earlier."""
-        loop = self.loop
-        self._idle_deadline = deadline = loop.time() + seconds
-        timer = self._timer
-        if timer is not None and timer.when() <= deadline:
-            return
-        if timer is not None:
-            timer.cancel()
-        self._timer = loop.call_at(deadline, self._idle_check)
-
-    def _idle_check(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        loop = self.loop
-        if loop.time() < self._idle_deadline:
-            self._timer = loop.call_at(self._idle_deadline, self._idle_check)
-            return
-        self.abort()
-
     def _relay_in(self, data: bytes) -> None:
         relay = self._relay
         if relay is None:
             self._relay_buffer.append(data)
             return
-        self._idle_deadline = self.loop.time() + self._tunnel_timeout()
+        self._deadline = self.loop.time() + self._tunnel_timeout()
         self._bytes_up += len(data)
         relay.write(data)
         self._maybe_splice()
@@ -462,7 +488,7 @@ class HttpsClientProtocol(_ClientBase):
     # RelayPeer: the upstream side calls these.
     def relay_data(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
-            self._idle_deadline = self.loop.time() + self._tunnel_timeout()
+            self._deadline = self.loop.time() + self._tunnel_timeout()
             self._bytes_down += len(data)
             self.transport.write(data)
             if self.writing_paused and self._relay is not None and self._relay.transport is not None:
@@ -473,11 +499,11 @@ class HttpsClientProtocol(_ClientBase):
     def relay_eof(self) -> None:
         if self.transport is not None and not self.closed and self.transport.can_write_eof():
             self.transport.write_eof()
-        if self._client_eof:
+        if self.peer_eof:
             self.finish()
         else:
             # routes.md §7: client-fin/server-fin 1 s once one side has finished.
-            self._arm_idle(self.ctx.limits.client_fin_timeout)
+            self._arm(self.ctx.limits.client_fin_timeout)
 
     def relay_closed(self) -> None:
         self._relay_done()

@@ -177,7 +177,7 @@ class Router:
         # route yet, and a restarted router would answer 503s, where OpenShift's router starts HAProxy
         # only after its first sync.
         http = await loop.create_server(
-            lambda: HttpClientProtocol(self.ctx),
+            lambda: HttpClientProtocol(self.ctx, cfg.http_port),
             host,
             cfg.http_port,
             reuse_port=True,
@@ -185,7 +185,7 @@ class Router:
             start_serving=False,
         )
         https = await loop.create_server(
-            lambda: HttpsClientProtocol(self.ctx, self.default_context),
+            lambda: HttpsClientProtocol(self.ctx, self.default_context, cfg.https_port),
             host,
             cfg.https_port,
             reuse_port=True,
