@@ -23,6 +23,7 @@ from shiftroute.admin import metrics
 from shiftroute.admin.server import start_admin
 from shiftroute.admission import RouterOptions, Verdict
 from shiftroute.api.objects import ObjectKey
+from shiftroute.engine import gc_tuning
 from shiftroute.engine.context import Limits, RouterContext
 from shiftroute.engine.controller import Controller, publish_into_loop
 from shiftroute.engine.default_cert import ensure_default_certificate
@@ -244,6 +245,11 @@ class Router:
             cfg.store_url, cfg.options, compiler, publish_into_loop(loop, self._publish), store_state
         )
         log.info("request path: %s", accel.describe())
+        log.info(
+            "garbage collector: %d start-up objects frozen, young-generation threshold %d",
+            gc_tuning.tune(),
+            gc_tuning.YOUNG_THRESHOLD,
+        )
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)
         controller.start()
         health = HealthChecker(self.ctx)
