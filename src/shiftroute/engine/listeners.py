@@ -43,6 +43,7 @@ class _ClientBase(asyncio.Protocol):
         self.closed = False
         self.lingering = False  # finished: reading only to discard, until the peer closes or time is up
         self.peer_eof = False  # the client has half-closed: it sends nothing more
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
@@ -65,6 +66,11 @@ class _ClientBase(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self._linger_timer is not None:
+            # Cancelled, not left to find a closed transport: a pending timer would hold this connection
+            # (its session, TLS objects and buffers) in memory until the fin timeout.
+            self._linger_timer.cancel()
+            self._linger_timer = None
         if self in self.ctx.connections:
             self.ctx.connections.discard(self)
             self.ctx.counters.connections_current -= 1
@@ -105,9 +111,10 @@ class _ClientBase(asyncio.Protocol):
         self.lingering = True
         transport.write_eof()
         self.resume_reading()
-        self.loop.call_later(self.ctx.limits.client_fin_timeout, self._close_now)
+        self._linger_timer = self.loop.call_later(self.ctx.limits.client_fin_timeout, self._close_now)
 
     def _close_now(self) -> None:
+        self._linger_timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
