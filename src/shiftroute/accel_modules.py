@@ -12,6 +12,8 @@ COMPILED_MODULES = [
     "shiftroute.engine.headers",
     "shiftroute.engine.http_session",
     "shiftroute.engine.listeners",
+    "shiftroute.engine.passthrough",
+    "shiftroute.engine.relay",
     "shiftroute.engine.request_reader",
     "shiftroute.engine.tls",
     "shiftroute.engine.upstream",

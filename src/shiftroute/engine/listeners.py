@@ -6,18 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from typing import Any, cast
 
-from shiftroute.engine import decide, splice
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.http_session import HttpSession
-from shiftroute.engine.relay import RelayUpstream
+from shiftroute.engine.passthrough import Passthrough
 from shiftroute.engine.tls import TlsLayer
-from shiftroute.engine.upstream import describe_connect_error
 from shiftroute.protocol import responses
 from shiftroute.protocol.tls_hello import ClientHelloError, NotTLSError, parse_client_hello
-from shiftroute.routing.table import Backend, Server
 
 log = logging.getLogger("shiftroute.engine")
 
@@ -165,37 +161,25 @@ class HttpsClientProtocol(_ClientBase):
         self._default_context = default_context  # a callable returning the current default SSLContext
         self._hello = bytearray()
         self._tls: TlsLayer | None = None
-        self._relay: RelayUpstream | None = None
-        self._relay_buffer: list[bytes] = []
+        self._passthrough: Passthrough | None = None
         self._phase = "hello"
-        # One timer for the connection's current deadline (see _arm).
+        # One timer for the connection's current deadline (see arm).
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        self._backend: Backend | None = None
-        self._tried: frozenset[str] = frozenset()
-        self._connecting: asyncio.Task[tuple[asyncio.BaseTransport, RelayUpstream]] | None = None
-        self._connect_server: Server | None = None
-        self._connect_timed_out = False
-        self._relay_server: Server | None = None
-        self._splice: splice.SpliceRelay | None = None
-        self._admitted = False  # counted in the route's per-client connection limits
-        self._relay_started = 0.0
-        self._bytes_up = 0
-        self._bytes_down = 0
+        self.deadline = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self in self.ctx.connections:
             # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
-            self._arm(self.ctx.limits.hello_timeout)
+            self.arm(self.ctx.limits.hello_timeout)
 
-    def _arm(self, seconds: float) -> None:
+    def arm(self, seconds: float) -> None:
         """Move the connection's deadline: the ClientHello and handshake, then a passthrough relay's
         connect and its idle tunnel. One timer serves them all: it is rescheduled only when the deadline
         comes earlier (a later one is found when the timer fires), so a short connection makes one timer
         and a relayed piece costs only a clock read."""
         loop = self.loop
-        self._deadline = deadline = loop.time() + seconds
+        self.deadline = deadline = loop.time() + seconds
         timer = self._timer
         if timer is not None:
             if timer.when() <= deadline:
@@ -208,35 +192,20 @@ class HttpsClientProtocol(_ClientBase):
         if self.closed:
             return
         loop = self.loop
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._deadline_reached)
+        if loop.time() < self.deadline:
+            self._timer = loop.call_at(self.deadline, self._deadline_reached)
             return
-        connecting = self._connecting
-        if connecting is not None:
-            # The endpoint did not accept in time: _relay_connected logs it and tries another one.
-            self._connect_timed_out = True
-            connecting.cancel()
-            return
-        self.abort()  # no ClientHello or handshake in time, or the tunnel sat idle too long
+        if self._passthrough is not None:
+            self._passthrough.deadline_reached()  # its connect timeout, or its tunnel idle too long
+        else:
+            self.abort()  # no ClientHello or handshake in time
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if self._splice is not None:
-            self._splice.close(error=True)
-        relay = self._relay
-        if relay is not None:
-            if exc is None and self.peer_eof and relay.eof:
-                relay.close()  # both sides are done: what is still buffered for the endpoint goes out first
-            else:
-                relay.abort()
-        self._relay_done()
-        if self._admitted and self._backend is not None:
-            self._admitted = False
-            decide.release_connection(self.ctx, self._backend.label, self.peer_ip)
+        if self._passthrough is not None:
+            self._passthrough.client_lost(exc)
         super().connection_lost(exc)
 
     @property
@@ -251,8 +220,8 @@ class HttpsClientProtocol(_ClientBase):
         phase = self._phase
         if phase == "http":
             self._decrypt(data)
-        elif phase == "relay":
-            self._relay_in(data)
+        elif (passthrough := self._passthrough) is not None:
+            passthrough.client_data(data)
         elif phase == "hello":
             self._hello_in(data)
         elif phase == "handshake":
@@ -262,11 +231,8 @@ class HttpsClientProtocol(_ClientBase):
         if self.lingering:
             return False
         self.peer_eof = True
-        if self._phase == "relay":
-            if self._relay is not None:
-                self._relay.write_eof()
-                if self._relay.eof:
-                    self.finish()
+        if self._passthrough is not None:
+            self._passthrough.client_eof()
             return True
         if self._phase == "http" and self.session is not None:
             self.session.peer_eof()
@@ -293,7 +259,10 @@ class HttpsClientProtocol(_ClientBase):
         self.sni = sni
         backend = table.match_passthrough(sni) if sni else None
         if backend is not None:
-            self._start_relay(backend)
+            self._phase = "relay"
+            self._passthrough = Passthrough(self, backend, bytes(self._hello))
+            self._hello = bytearray()
+            self._passthrough.start()
             return
         context = (table.serving_context(sni) if sni else None) or self._default_context()
         self._phase = "handshake"
@@ -345,203 +314,7 @@ class HttpsClientProtocol(_ClientBase):
             self.send_raw(self._tls.close_notify())
         super().finish()
 
-    # -- passthrough relay ---------------------------------------------------------------------------
-
-    def _start_relay(self, backend: Backend) -> None:
-        self._phase = "relay"
-        self._backend = backend
-        if not decide.admit_connection(self.ctx, backend, self.peer_ip):
-            self.abort()  # refused at connection level (allowlist, rate limits)
-            return
-        self._admitted = True
-        self._relay_buffer = [bytes(self._hello)]
-        self._hello = bytearray()
-        self.pause_reading()
-        self._connect_relay()
-
-    def _connect_relay(self) -> None:
-        backend = self._backend
-        assert backend is not None
-        server = self.ctx.registry.choose(backend, self.peer_ip, self._tried)
-        if server is None:
-            why = "no endpoints" if not backend.servers else "no endpoint available"
-            self.ctx.log_failure(backend, "-", why)
-            self.abort()
-            return
-        self._tried = self._tried | {server.id}
-        self._connect_server = server
-        self._connect_timed_out = False
-        self._arm(backend.timeouts.connect)  # the connect timeout: _deadline_reached cancels the task
-        # No coroutine of our own and no asyncio.timeout around it: the task runs uvloop's
-        # create_connection alone, and the connection's one timer bounds it.
-        task = self.loop.create_task(
-            self.loop.create_connection(self._make_relay, server.address, server.port)
-        )
-        self._connecting = task
-        task.add_done_callback(self._relay_connected)
-
-    def _make_relay(self) -> RelayUpstream:
-        return RelayUpstream(self)
-
-    def _relay_connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, RelayUpstream]]) -> None:
-        self._connecting = None
-        backend, server = self._backend, self._connect_server
-        assert backend is not None and server is not None
-        exc: BaseException | None
-        if task.cancelled():  # by _deadline_reached (the connect timeout) or by connection_lost
-            exc = TimeoutError() if self._connect_timed_out else asyncio.CancelledError()
-        else:
-            exc = task.exception()
-        if self.closed:
-            if exc is None:
-                task.result()[1].abort()
-            return
-        if exc is not None:
-            self.ctx.registry.connect_failed(server)
-            self.ctx.log_failure(backend, server.label, describe_connect_error(exc))
-            if len(self._tried) < self.ctx.limits.max_connect_attempts and self.ctx.registry.candidates(
-                backend, self._tried
-            ):
-                self._connect_relay()
-            else:
-                self.abort()
-            return
-        self.ctx.registry.connect_succeeded(server)
-        relay = task.result()[1]
-        self._relay = relay
-        self.ctx.registry.state(server).active += 1
-        self._relay_server = server
-        for piece in self._relay_buffer:
-            self._bytes_up += len(piece)
-            relay.write(piece)
-        self._relay_buffer = []
-        self._arm(backend.timeouts.tunnel)
-        self._relay_started = time.monotonic()
-        if self.peer_eof:
-            relay.write_eof()
-        self.resume_reading()
-
-    def _maybe_splice(self) -> None:
-        """Bulk transfers go to the kernel once they prove to be bulk: setting splice up (two pipes, two
-        duplicate sockets) costs more than it saves on a connection that carries a request or two."""
-        if (
-            splice.AVAILABLE
-            and self._splice is None
-            and self._relay is not None
-            and not self.peer_eof
-            and not self._relay.eof
-            and self._bytes_up + self._bytes_down >= splice.AFTER_BYTES
-        ):
-            self._start_splice(self._relay)
-
-    def _start_splice(self, relay: RelayUpstream) -> bool:
-        """Hand the relay to the kernel (splice) when both transports have nothing left to write."""
-        client, upstream = self.transport, relay.transport
-        if (
-            client is None
-            or upstream is None
-            or client.get_write_buffer_size()
-            or upstream.get_write_buffer_size()
-        ):
-            return False
-        client_sock, upstream_sock = client.get_extra_info("socket"), upstream.get_extra_info("socket")
-        if client_sock is None or upstream_sock is None:
-            return False
-        self.pause_reading()
-        upstream.pause_reading()
-        self._splice = splice.SpliceRelay(
-            self.loop,
-            client_sock.fileno(),
-            upstream_sock.fileno(),
-            self._spliced,
-            self._splice_done,
-        )
-        return True
-
-    def _spliced(self) -> None:
-        self._deadline = self.loop.time() + self._tunnel_timeout()
-
-    def _splice_done(self, error: bool) -> None:
-        moved = self._splice
-        self._splice = None
-        if moved is not None:
-            self._bytes_up += moved.up.moved
-            self._bytes_down += moved.down.moved
-        self._relay_done()
-        relay = self._relay
-        if error:
-            if relay is not None:
-                relay.abort()
-            self.abort()
-            return
-        if relay is not None:
-            relay.close()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    def _relay_in(self, data: bytes) -> None:
-        relay = self._relay
-        if relay is None:
-            self._relay_buffer.append(data)
-            return
-        self._deadline = self.loop.time() + self._tunnel_timeout()
-        self._bytes_up += len(data)
-        relay.write(data)
-        self._maybe_splice()
-
-    def _tunnel_timeout(self) -> float:
-        return self._backend.timeouts.tunnel if self._backend is not None else 3600.0
-
-    # RelayPeer: the upstream side calls these.
-    def relay_data(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self._deadline = self.loop.time() + self._tunnel_timeout()
-            self._bytes_down += len(data)
-            self.transport.write(data)
-            if self.writing_paused and self._relay is not None and self._relay.transport is not None:
-                self._relay.transport.pause_reading()
-            else:
-                self._maybe_splice()
-
-    def relay_eof(self) -> None:
-        if self.transport is not None and not self.closed and self.transport.can_write_eof():
-            self.transport.write_eof()
-        if self.peer_eof:
-            self.finish()
-        else:
-            # routes.md §7: client-fin/server-fin 1 s once one side has finished.
-            self._arm(self.ctx.limits.client_fin_timeout)
-
-    def relay_closed(self) -> None:
-        self._relay_done()
-        self.finish()
-
-    def _relay_done(self) -> None:
-        """Once per relayed connection: release the endpoint and write the access-log line."""
-        server = self._relay_server
-        if server is None:
-            return
-        self._relay_server = None
-        state = self.ctx.registry.state(server)
-        state.active = max(0, state.active - 1)
-        if self._backend is not None:
-            self.ctx.log_tunnel(
-                self._backend,
-                server.label,
-                self.sni or "",
-                self._bytes_up,
-                self._bytes_down,
-                self._relay_started,
-                self.peer_ip,
-            )
-
-    def relay_paused(self, paused: bool) -> None:
-        if paused:
-            self.pause_reading()
-        else:
-            self.resume_reading()
-
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self._phase == "relay" and self._relay is not None and self._relay.transport is not None:
-            self._relay.transport.resume_reading()
+        if self._passthrough is not None:
+            self._passthrough.client_writable()
