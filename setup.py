@@ -38,6 +38,8 @@ def extensions() -> list[object]:
             modules,
             compiler_directives={"language_level": 3, "binding": True, "embedsignature": False},
             quiet=True,
+            # Generated C out of the package tree: not shipped in a wheel, not mistaken for a source.
+            build_dir=os.path.join("build", "cython"),
         )
     )
 
