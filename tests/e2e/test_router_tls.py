@@ -91,7 +91,7 @@ def test_request_path_builds_serve_reencrypt_and_edge(
     else:
         expected = "request path: Python sources (no compiled modules installed)"
     assert expected in router.log()
-    assert "garbage collector: " in router.log() and "start-up objects frozen" in router.log()
+    assert "garbage collector thresholds (20000, 20, 20)" in router.log()
     with Backend(tls=_server_context(crt, key)) as secure, Backend() as plain:
         service(cli, "web", 443, secure.address)
         service(cli, "plain", 8080, plain.address)

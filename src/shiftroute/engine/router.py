@@ -245,11 +245,7 @@ class Router:
             cfg.store_url, cfg.options, compiler, publish_into_loop(loop, self._publish), store_state
         )
         log.info("request path: %s", accel.describe())
-        log.info(
-            "garbage collector: %d start-up objects frozen, young-generation threshold %d",
-            gc_tuning.tune(),
-            gc_tuning.YOUNG_THRESHOLD,
-        )
+        log.info("garbage collector thresholds %s (routing tables are frozen as published)", gc_tuning.tune())
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)
         controller.start()
         health = HealthChecker(self.ctx)
