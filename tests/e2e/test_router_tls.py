@@ -243,6 +243,15 @@ def _client_hello(sni: str) -> bytes:
     return outgoing.read()
 
 
+def _passthrough_route(cli: Cli, *ports: int) -> bytes:
+    """Route pt.example.com (passthrough) to endpoints on these local ports; once it is admitted (the status
+    is written after the table is published, so from then on the route relays), a ClientHello for it."""
+    service(cli, "pt", 443, *(f"127.0.0.1:{port}" for port in ports))
+    _route(cli, "passthrough", "pt", "pt.example.com")
+    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
+    return _client_hello("pt.example.com")
+
+
 @pytest.mark.parametrize(
     "size",
     [
@@ -254,11 +263,7 @@ def test_passthrough_passes_half_close_on(size: int, cli: Cli, router: RouterPro
     """After the ClientHello the relay is byte-for-byte: a half-close (FIN) from the client reaches the
     endpoint, and the endpoint's answer still comes back (also once the relay runs on splice(2))."""
     backend = _CountUntilEof()
-    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
-    cli("create", "route", "passthrough", "pt", "--service", "pt", "--hostname", "pt.example.com", check=True)
-    # The status is written after the table is published, so once it shows, the route relays.
-    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
-    hello = _client_hello("pt.example.com")
+    hello = _passthrough_route(cli, backend.port)
     with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
         sock.sendall(hello + b"x" * size)
         sock.shutdown(socket.SHUT_WR)
@@ -296,10 +301,7 @@ def test_passthrough_bulk_transfer_is_intact(cli: Cli, router: RouterProcess, tm
 
 def test_passthrough_access_line_when_the_connection_ends(cli: Cli, router: RouterProcess) -> None:
     backend = _CountUntilEof()
-    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
-    cli("create", "route", "passthrough", "pt", "--service", "pt", "--hostname", "pt.example.com", check=True)
-    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
-    hello = _client_hello("pt.example.com")
+    hello = _passthrough_route(cli, backend.port)
     with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
         sock.sendall(hello + b"y" * 1000)
         sock.shutdown(socket.SHUT_WR)
@@ -319,15 +321,10 @@ def test_passthrough_connect_timeout_moves_on_to_the_next_endpoint(cli: Cli, sta
     router = start_router("--timeout", "connect=300ms")
     silent, backend = _NeverAccepts(), _CountUntilEof(connections=20)
     try:
-        service(cli, "pt", 443, f"127.0.0.1:{silent.port}", f"127.0.0.1:{backend.port}")
-        _route(cli, "passthrough", "pt", "pt.example.com")
+        hello = _passthrough_route(cli, silent.port, backend.port)
         # Round robin, so that some connection goes to the silent endpoint first (passthrough's default,
-        # source, may send every connection from 127.0.0.1 to the good one).
+        # source, may send every connection from 127.0.0.1 to the good one; the loop below waits for it).
         cli("annotate", "route", "pt", "haproxy.router.openshift.io/balance=roundrobin", check=True)
-        wait_until(
-            lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission"
-        )
-        hello = _client_hello("pt.example.com")
         for _ in range(20):
             assert _relayed_answer(router.https, hello, b"z" * 10) == b"got %d bytes" % (len(hello) + 10)
             if "connect timed out" in router.log():
@@ -341,13 +338,9 @@ def test_passthrough_without_an_accepting_endpoint_closes_the_client(cli: Cli, s
     router = start_router("--timeout", "connect=300ms")
     silent = _NeverAccepts()
     try:
-        service(cli, "pt", 443, f"127.0.0.1:{silent.port}")
-        _route(cli, "passthrough", "pt", "pt.example.com")
-        wait_until(
-            lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission"
-        )
+        hello = _passthrough_route(cli, silent.port)
         with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
-            sock.sendall(_client_hello("pt.example.com"))
+            sock.sendall(hello)
             try:
                 assert sock.recv(100) == b""
             except ConnectionResetError:
@@ -360,10 +353,7 @@ def test_passthrough_without_an_accepting_endpoint_closes_the_client(cli: Cli, s
 def test_passthrough_idle_tunnel_is_closed_at_the_tunnel_timeout(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
     router = start_router("--timeout", "tunnel=1s")
     backend = _CountUntilEof()
-    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
-    _route(cli, "passthrough", "pt", "pt.example.com")
-    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
-    hello = _client_hello("pt.example.com")
+    hello = _passthrough_route(cli, backend.port)
     with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
         sock.sendall(hello)
         # Nothing moves either way after the ClientHello: the router ends the tunnel (recv sees the close).
@@ -379,10 +369,7 @@ def test_passthrough_connection_is_released_once_both_sides_are_done(cli: Cli, s
     as HAProxy does, instead of holding it for the fin timeout (here 60 s)."""
     router = start_router("--timeout", "fin=60s")
     backend = _CountUntilEof()
-    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
-    _route(cli, "passthrough", "pt", "pt.example.com")
-    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
-    hello = _client_hello("pt.example.com")
+    hello = _passthrough_route(cli, backend.port)
     assert _relayed_answer(router.https, hello, b"") == b"got %d bytes" % len(hello)
 
     def open_connections() -> str:
@@ -425,10 +412,7 @@ def test_passthrough_endpoint_that_closes_first_still_gets_everything(
     """The endpoint answers and half-closes first; the client then sends 8 MiB and half-closes. The relay
     keeps the client-to-endpoint direction open until the client is done, and every byte arrives."""
     backend = _AnswerFirst()
-    service(cli, "pt", 443, f"127.0.0.1:{backend.port}")
-    _route(cli, "passthrough", "pt", "pt.example.com")
-    wait_until(lambda: "Admitted" in cli("get", "routes", "-o", "wide", check=True).stdout, 10, "admission")
-    hello = _client_hello("pt.example.com")
+    hello = _passthrough_route(cli, backend.port)
     payload = b"p" * (8 * 1024 * 1024)
     with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
         sock.sendall(hello)
