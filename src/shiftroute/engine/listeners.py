@@ -23,7 +23,7 @@ class _ClientBase(asyncio.Protocol):
 
     secure = False
 
-    def __init__(self, ctx: RouterContext, local_port: int = 0) -> None:
+    def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
         self.transport: asyncio.Transport | None = None
         # Kept (protocols are made by the listening loop): asyncio.get_running_loop() makes a getpid()
@@ -31,8 +31,7 @@ class _ClientBase(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.session: HttpSession | None = None
         self.peer_ip = ""
-        # The listener's port when it is fixed (X-Forwarded-Port); 0: ask each connection's socket.
-        self.local_port = local_port
+        self.local_port = 0
         self.sni: str | None = None
         self.writing_paused = False
         self._reading_paused = False
@@ -43,11 +42,11 @@ class _ClientBase(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+        # uvloop reads both addresses when it makes the transport: these are lookups, not system calls.
         peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
         self.peer_ip = str(peer[0])
-        if not self.local_port:  # a listener on port 0 (tests): one socket per address family, each its own
-            local = transport.get_extra_info("sockname") or ("", 0)
-            self.local_port = int(local[1])
+        self.local_port = int(local[1])
         counters = self.ctx.counters
         if len(self.ctx.connections) >= self.ctx.limits.max_connections:
             # hardening.md rule 15: above the limit new connections are refused; open ones keep working.
@@ -156,8 +155,8 @@ class HttpsClientProtocol(_ClientBase):
 
     secure = True
 
-    def __init__(self, ctx: RouterContext, default_context: Any, local_port: int = 0) -> None:
-        super().__init__(ctx, local_port)
+    def __init__(self, ctx: RouterContext, default_context: Any) -> None:
+        super().__init__(ctx)
         self._default_context = default_context  # a callable returning the current default SSLContext
         self._hello = bytearray()
         self._tls: TlsLayer | None = None

@@ -178,7 +178,7 @@ class Router:
         # route yet, and a restarted router would answer 503s, where OpenShift's router starts HAProxy
         # only after its first sync.
         http = await loop.create_server(
-            lambda: HttpClientProtocol(self.ctx, cfg.http_port),
+            lambda: HttpClientProtocol(self.ctx),
             host,
             cfg.http_port,
             reuse_port=True,
@@ -186,7 +186,7 @@ class Router:
             start_serving=False,
         )
         https = await loop.create_server(
-            lambda: HttpsClientProtocol(self.ctx, self.default_context, cfg.https_port),
+            lambda: HttpsClientProtocol(self.ctx, self.default_context),
             host,
             cfg.https_port,
             reuse_port=True,
