@@ -14,6 +14,7 @@ COMPILED_MODULES = [
     "shiftroute.engine.listeners",
     "shiftroute.engine.passthrough",
     "shiftroute.engine.relay",
+    "shiftroute.engine.splice",
     "shiftroute.engine.request_reader",
     "shiftroute.engine.tls",
     "shiftroute.engine.upstream",

@@ -365,6 +365,37 @@ def test_passthrough_idle_tunnel_is_closed_at_the_tunnel_timeout(cli: Cli, start
     wait_until(lambda: backend.got == hello, 5, "the endpoint to have the ClientHello")
 
 
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(0, id="asyncio-relay"),
+        pytest.param(300_000, id="spliced-after-256k"),
+    ],
+)
+def test_passthrough_tunnel_stays_open_while_bytes_move_and_idles_out_after(  # type: ignore[no-untyped-def]
+    size: int, cli: Cli, start_router
+) -> None:
+    """The tunnel timeout is idle time: a byte every 0.4 s keeps a tunnel with a 1 s timeout open for well
+    over 1 s (on the asyncio relay and on splice(2)), and once nothing moves the router ends it."""
+    router = start_router("--timeout", "tunnel=1s")
+    backend = _CountUntilEof()
+    hello = _passthrough_route(cli, backend.port)
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(hello + b"x" * size)
+        for _ in range(6):  # 2.4 s of traffic: more than twice the timeout
+            time.sleep(0.4)
+            sock.sendall(b"y")
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(100)  # still open: nothing to read, no EOF, no reset
+        sock.setblocking(True)
+        try:
+            assert sock.recv(100) == b""  # then idle: closed before the client's own 15 s timeout
+        except ConnectionResetError:
+            pass
+    wait_until(lambda: backend.got == hello + b"x" * size + b"y" * 6, 5, "every byte at the endpoint")
+
+
 def test_passthrough_connection_is_released_once_both_sides_are_done(cli: Cli, start_router) -> None:  # type: ignore[no-untyped-def]
     """Both sides half-closed: nothing more can arrive, so the router closes the client socket at once,
     as HAProxy does, instead of holding it for the fin timeout (here 60 s)."""

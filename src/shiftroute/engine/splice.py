@@ -25,11 +25,14 @@ _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
 class _Direction:
-    __slots__ = ("done", "dst", "eof", "moved", "pending", "pipe_r", "pipe_w", "src")
+    __slots__ = ("done", "dst", "dst_fd", "eof", "moved", "pending", "pipe_r", "pipe_w", "src", "src_fd")
 
     def __init__(self, src: socket.socket, dst: socket.socket) -> None:
         self.src = src
         self.dst = dst
+        # Read once: every relayed piece uses them (socket.fileno() is a method call each time).
+        self.src_fd = src.fileno()
+        self.dst_fd = dst.fileno()
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.pending = 0  # bytes in the pipe, not yet in the destination
         self.moved = 0
@@ -43,11 +46,9 @@ class SpliceRelay:
         loop: asyncio.AbstractEventLoop,
         client_fd: int,
         upstream_fd: int,
-        on_activity: Callable[[], None],
         on_done: Callable[[bool], None],
     ) -> None:
         self.loop = loop
-        self.on_activity = on_activity
         self.on_done = on_done
         self.closed = False
         self._client = socket.socket(fileno=os.dup(client_fd))
@@ -55,11 +56,11 @@ class SpliceRelay:
         self.up = _Direction(self._client, self._upstream)
         self.down = _Direction(self._upstream, self._client)
         for direction in (self.up, self.down):
-            loop.add_reader(direction.src.fileno(), self._readable, direction)
+            loop.add_reader(direction.src_fd, self._readable, direction)
 
     def _readable(self, d: _Direction) -> None:
         try:
-            moved = os.splice(d.src.fileno(), d.pipe_w, CHUNK, flags=_FLAGS)
+            moved = os.splice(d.src_fd, d.pipe_w, CHUNK, None, None, _FLAGS)
         except BlockingIOError:
             return
         except OSError:
@@ -67,23 +68,22 @@ class SpliceRelay:
             return
         if moved == 0:
             d.eof = True
-            self.loop.remove_reader(d.src.fileno())
+            self.loop.remove_reader(d.src_fd)
             self._maybe_done(d)
             return
         d.pending += moved
-        d.moved += moved
-        self.on_activity()
+        d.moved += moved  # the owner's idle check reads it
         self._drain(d)
 
     def _drain(self, d: _Direction) -> bool:
         """Move the pipe into the destination; when it is full, stop reading the source until it drains."""
         while d.pending:
             try:
-                moved = os.splice(d.pipe_r, d.dst.fileno(), d.pending, flags=_FLAGS)
+                moved = os.splice(d.pipe_r, d.dst_fd, d.pending, None, None, _FLAGS)
             except BlockingIOError:
                 if not d.eof:
-                    self.loop.remove_reader(d.src.fileno())
-                self.loop.add_writer(d.dst.fileno(), self._writable, d)
+                    self.loop.remove_reader(d.src_fd)
+                self.loop.add_writer(d.dst_fd, self._writable, d)
                 return False
             except OSError:
                 self.close(error=True)
@@ -92,13 +92,13 @@ class SpliceRelay:
         return True
 
     def _writable(self, d: _Direction) -> None:
-        self.loop.remove_writer(d.dst.fileno())
+        self.loop.remove_writer(d.dst_fd)
         if self.closed or not self._drain(d):
             return
         if d.eof:
             self._maybe_done(d)
         else:
-            self.loop.add_reader(d.src.fileno(), self._readable, d)
+            self.loop.add_reader(d.src_fd, self._readable, d)
 
     def _maybe_done(self, d: _Direction) -> None:
         if d.pending or d.done:
@@ -114,8 +114,8 @@ class SpliceRelay:
             return
         self.closed = True
         for direction in (self.up, self.down):
-            self.loop.remove_reader(direction.src.fileno())
-            self.loop.remove_writer(direction.dst.fileno())
+            self.loop.remove_reader(direction.src_fd)
+            self.loop.remove_writer(direction.dst_fd)
         for direction in (self.up, self.down):
             os.close(direction.pipe_r)
             os.close(direction.pipe_w)
