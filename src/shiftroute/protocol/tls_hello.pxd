@@ -1,6 +1,35 @@
-# Cython declarations for tls_hello.py, read when setup.py compiles it (ignored by Python): the reader
-# becomes an extension type whose cursor lives in the object's C struct. Every attribute the class sets
-# must be declared here (the compiled build raises AttributeError otherwise; the suite, fuzz tests
-# included, runs against the compiled build).
-cdef class _Reader:
-    cdef public object _data, _pos, _end
+# cython: annotation_typing=False
+# (the .py annotates positions as `int`, which Cython would read as a Python int, not the C types below)
+#
+# Cython declarations for tls_hello.py, read when setup.py compiles it (ignored by Python). The parser's
+# helpers become C functions: `data` is a pointer into the caller's bytes or bytearray (borrowed for the
+# call; the .py indexes the object itself) and positions are C integers, so every index the .py reads
+# must be checked against `n` or the enclosing vector's end first, as it is: there is no bounds check.
+cimport cython
+
+ctypedef const unsigned char* _bytes_ptr
+
+@cython.locals(first=int, announced=Py_ssize_t, need=Py_ssize_t, head=Py_ssize_t, length=Py_ssize_t,
+               pos=Py_ssize_t, rlen=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t, i=Py_ssize_t,
+               stop=Py_ssize_t, pieces=list, message=bytes)
+cdef object _parse(_bytes_ptr data, Py_ssize_t n)
+
+@cython.locals(size=Py_ssize_t)
+cdef Py_ssize_t _vector(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t len_size,
+                        Py_ssize_t low, Py_ssize_t high, str what) except -1
+
+@cython.locals(legacy_version=int, start=Py_ssize_t, extensions_end=Py_ssize_t,
+               seen_low=cython.ulonglong, bit=cython.ulonglong, seen=set, ext_type=int)
+cdef object _parse_body(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t record_length)
+
+@cython.locals(names_end=Py_ssize_t, name=Py_ssize_t, name_type=int)
+cdef object _parse_server_name(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end)
+
+@cython.locals(label=Py_ssize_t, i=Py_ssize_t, c=int)
+cdef str _valid_hostname(_bytes_ptr data, Py_ssize_t start, Py_ssize_t end)
+
+@cython.locals(names_end=Py_ssize_t, start=Py_ssize_t, protocols=list)
+cdef tuple _parse_alpn(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end)
+
+@cython.locals(versions_end=Py_ssize_t, i=Py_ssize_t)
+cdef tuple _parse_supported_versions(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end)

@@ -23,7 +23,6 @@ DNS-1123) and simply falls through to TLS termination with the default certifica
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 __all__ = ["MAX_CLIENT_HELLO", "ClientHello", "ClientHelloError", "NotTLSError", "parse_client_hello"]
@@ -45,9 +44,10 @@ _NAME_TYPE_HOST_NAME = 0  # RFC 6066 §3 NameType.host_name
 
 # A BufferedProtocol caller can hand over its bytearray or a memoryview of it without copying.
 _Buffer = bytes | bytearray | memoryview
+_Bytes = bytes | bytearray  # what the parser proper reads (a memoryview is copied to bytes first)
 
 _MAX_HOSTNAME = 253  # RFC 1035 §2.3.4 (255 octets on the wire = 253 characters in dotted form)
-_HOSTNAME_RE = re.compile(rb"(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}")
+_MAX_LABEL = 63  # RFC 1035 §2.3.4
 
 
 class ClientHelloError(ValueError):
@@ -78,28 +78,69 @@ class ClientHello:
 
 def parse_client_hello(buf: _Buffer) -> ClientHello | None:
     """Parse the ClientHello at the start of `buf`; None means "need more data"."""
+    if not isinstance(buf, (bytes, bytearray)):
+        buf = bytes(buf)  # a memoryview: the compiled build reads only bytes and bytearray in place
     n = len(buf)
     if n == 0:
         return None
-    _check_first_byte(buf[0])
-    view = memoryview(buf)
-    pieces: list[memoryview] = []
+    return _parse(buf, n)
+
+
+# The functions below walk the bytes with integer positions and no per-field objects. Compiled, `data` is
+# a C pointer into the caller's buffer and positions are C integers (tls_hello.pxd), so every index must be
+# below `n` or the end of the enclosing vector: each one is checked before the byte is read.
+
+
+def _parse(data: _Bytes, n: int) -> ClientHello | None:
+    """Validate the records carrying the ClientHello, then parse the handshake message they hold."""
+    first = data[0]
+    if first != _CONTENT_HANDSHAKE:
+        if first & 0x80:
+            # RFC 5246 Appendix E.2: an SSLv2-compatible hello has a 2-byte header with the high bit set.
+            # It cannot carry extensions, hence no SNI; TLS 1.3 forbids it (RFC 8446 Appendix D.5).
+            raise NotTLSError("SSLv2-compatible ClientHello is not supported")
+        raise NotTLSError("not a TLS handshake record")
     announced = 0  # handshake bytes promised by the record headers seen so far
     need = -1  # full handshake message length (header included), once known
+    head = 0  # bytes of the 4-byte handshake header seen so far (it may span records)
+    length = 0  # its 3-byte length field, as far as seen
     pos = 0
     # RFC 8446 §5.1: a handshake message may be fragmented across several records, and records of
     # another content type MUST NOT be interleaved with those fragments. One iteration per record.
     while True:
-        rlen = _record_length(buf, pos, n)
-        if rlen < 0:
+        # The record header at `pos`, checked as far as it has arrived.
+        if pos < n and data[pos] != _CONTENT_HANDSHAKE:
+            raise ClientHelloError("non-handshake record inside ClientHello")
+        # RFC 8446 §5.1 legacy_record_version is 0x0301 or 0x0303; RFC 5246 Appendix E.1 allows any {03,xx}.
+        if pos + 1 < n and data[pos + 1] != 3:
+            raise ClientHelloError("unsupported TLS record version")
+        if pos + _RECORD_HEADER > n:
             return None
-        end = pos + _RECORD_HEADER + rlen
+        rlen = (data[pos + 3] << 8) | data[pos + 4]
+        if rlen == 0:
+            raise ClientHelloError("empty handshake record")  # RFC 8446 §5.1: MUST NOT send zero-length
+        if rlen > _MAX_FRAGMENT:
+            raise ClientHelloError("TLS record too long")
+        start = pos + _RECORD_HEADER
+        end = start + rlen
         if end > MAX_CLIENT_HELLO:
             raise ClientHelloError("ClientHello too large")
         announced += rlen
-        pieces.append(view[pos + _RECORD_HEADER : min(end, n)])
         if need < 0:
-            need = _handshake_length(pieces)
+            i = start
+            stop = min(end, n)
+            while head < _HANDSHAKE_HEADER and i < stop:
+                if head == 0:
+                    if data[i] != _HANDSHAKE_CLIENT_HELLO:
+                        raise ClientHelloError("first handshake message is not a ClientHello")
+                else:
+                    length = (length << 8) | data[i]
+                head += 1
+                i += 1
+            if head == _HANDSHAKE_HEADER:
+                need = _HANDSHAKE_HEADER + length
+                if need + _RECORD_HEADER > MAX_CLIENT_HELLO:
+                    raise ClientHelloError("ClientHello too large")
         if 0 <= need < announced:
             # The ClientHello is the client's only message until the server answers (RFC 8446 §2),
             # so a record holding bytes past its end is a protocol violation.
@@ -109,181 +150,159 @@ def parse_client_hello(buf: _Buffer) -> ClientHello | None:
         pos = end
         if announced == need:
             break
-    if len(pieces) == 1:
-        return _parse_body(buf, _RECORD_HEADER + _HANDSHAKE_HEADER, _RECORD_HEADER + need, pos)
+    if pos == _RECORD_HEADER + need:  # one record, the usual case: parse it in place
+        return _parse_body(data, _RECORD_HEADER + _HANDSHAKE_HEADER, pos, pos)
+    # Fragmented over several records (rare): parse a copy of the message, the records' payloads joined.
+    pieces: list[bytes | bytearray] = []
+    start = 0
+    while start < pos:
+        rlen = (data[start + 3] << 8) | data[start + 4]
+        pieces.append(data[start + _RECORD_HEADER : start + _RECORD_HEADER + rlen])
+        start += _RECORD_HEADER + rlen
     message = b"".join(pieces)
     return _parse_body(message, _HANDSHAKE_HEADER, need, pos)
 
 
-def _check_first_byte(first: int) -> None:
-    if first == _CONTENT_HANDSHAKE:
-        return
-    if first & 0x80:
-        # RFC 5246 Appendix E.2: an SSLv2-compatible hello has a 2-byte header with the high bit set.
-        # It cannot carry extensions, hence no SNI; TLS 1.3 forbids it (RFC 8446 Appendix D.5).
-        raise NotTLSError("SSLv2-compatible ClientHello is not supported")
-    raise NotTLSError("not a TLS handshake record")
+def _vector(data: _Bytes, pos: int, end: int, len_size: int, low: int, high: int, what: str) -> int:
+    """The end of the variable-length vector `<low..high>` (RFC 8446 §3.4) whose `len_size`-byte length
+    is at `pos` (its content starts at `pos + len_size`); it must fit before `end`."""
+    if pos + len_size > end:
+        raise ClientHelloError(f"truncated {what}")
+    size = data[pos] if len_size == 1 else (data[pos] << 8) | data[pos + 1]
+    if not low <= size <= high:
+        raise ClientHelloError(f"bad {what} length")
+    pos += len_size + size
+    if pos > end:
+        raise ClientHelloError(f"truncated {what}")
+    return pos
 
 
-def _record_length(buf: _Buffer, pos: int, n: int) -> int:
-    """Validate the record header at `pos` (as much of it as has arrived); its length, or -1 if partial."""
-    if pos < n and buf[pos] != _CONTENT_HANDSHAKE:
-        raise ClientHelloError("non-handshake record inside ClientHello")
-    # RFC 8446 §5.1 legacy_record_version is 0x0301 or 0x0303; RFC 5246 Appendix E.1 allows any {03,xx}.
-    if pos + 1 < n and buf[pos + 1] != 3:
-        raise ClientHelloError("unsupported TLS record version")
-    if pos + _RECORD_HEADER > n:
-        return -1
-    rlen = (buf[pos + 3] << 8) | buf[pos + 4]
-    if rlen == 0:
-        raise ClientHelloError("empty handshake record")  # RFC 8446 §5.1: MUST NOT send zero-length
-    if rlen > _MAX_FRAGMENT:
-        raise ClientHelloError("TLS record too long")
-    return rlen
-
-
-def _handshake_length(pieces: list[memoryview]) -> int:
-    """The handshake message's total length from its header, which may span records; -1 if partial."""
-    head = b""
-    for piece in pieces:
-        head += piece[: _HANDSHAKE_HEADER - len(head)]
-        if len(head) == _HANDSHAKE_HEADER:
-            break
-    if head and head[0] != _HANDSHAKE_CLIENT_HELLO:
-        raise ClientHelloError("first handshake message is not a ClientHello")
-    if len(head) < _HANDSHAKE_HEADER:
-        return -1
-    need = _HANDSHAKE_HEADER + int.from_bytes(head[1:4], "big")
-    if need + _RECORD_HEADER > MAX_CLIENT_HELLO:
-        raise ClientHelloError("ClientHello too large")
-    return need
-
-
-class _Reader:
-    """A bounded cursor over `data[pos:end]`; every read past `end` raises ClientHelloError."""
-
-    __slots__ = ("_data", "_end", "_pos")
-
-    def __init__(self, data: _Buffer, pos: int, end: int) -> None:
-        self._data = data
-        self._pos = pos
-        self._end = end
-
-    def remaining(self) -> int:
-        return self._end - self._pos
-
-    def _advance(self, size: int, what: str) -> int:
-        start = self._pos
-        if start + size > self._end:
-            raise ClientHelloError(f"truncated {what}")
-        self._pos = start + size
-        return start
-
-    def u8(self, what: str) -> int:
-        return self._data[self._advance(1, what)]
-
-    def u16(self, what: str) -> int:
-        p = self._advance(2, what)
-        return (self._data[p] << 8) | self._data[p + 1]
-
-    def skip(self, size: int, what: str) -> None:
-        self._advance(size, what)
-
-    def vector(self, len_size: int, low: int, high: int, what: str) -> _Reader:
-        """A variable-length vector `<low..high>` (RFC 8446 §3.4) as a reader bounded by its own length."""
-        p = self._advance(len_size, what)
-        size = int.from_bytes(self._data[p : p + len_size], "big")
-        if not low <= size <= high:
-            raise ClientHelloError(f"bad {what} length")
-        start = self._advance(size, what)
-        return _Reader(self._data, start, start + size)
-
-    def opaque(self, len_size: int, low: int, high: int, what: str) -> bytes:
-        inner = self.vector(len_size, low, high, what)
-        return bytes(inner._data[inner._pos : inner._end])
-
-    def expect_end(self, what: str) -> None:
-        if self._pos != self._end:
-            raise ClientHelloError(f"trailing bytes in {what}")
-
-
-def _parse_body(data: _Buffer, pos: int, end: int, record_length: int) -> ClientHello:
-    """RFC 8446 §4.1.2 ClientHello body (same layout as RFC 5246 §7.4.1.2)."""
-    body = _Reader(data, pos, end)
-    legacy_version = body.u16("legacy_version")
+def _parse_body(data: _Bytes, pos: int, end: int, record_length: int) -> ClientHello:
+    """RFC 8446 §4.1.2 ClientHello body `data[pos:end]` (same layout as RFC 5246 §7.4.1.2)."""
+    if pos + 2 > end:
+        raise ClientHelloError("truncated legacy_version")
+    legacy_version = (data[pos] << 8) | data[pos + 1]
     if legacy_version >> 8 != 3:
         raise ClientHelloError("unsupported ClientHello version")
-    body.skip(32, "random")
-    body.vector(1, 0, 32, "legacy_session_id")
-    suites = body.vector(2, 2, 0xFFFE, "cipher_suites")
-    if suites.remaining() % 2:
+    pos += 2
+    if pos + 32 > end:
+        raise ClientHelloError("truncated random")
+    pos += 32
+    pos = _vector(data, pos, end, 1, 0, 32, "legacy_session_id")
+    start = pos + 2
+    pos = _vector(data, pos, end, 2, 2, 0xFFFE, "cipher_suites")
+    if (pos - start) % 2:
         raise ClientHelloError("bad cipher_suites length")
-    body.vector(1, 1, 0xFF, "legacy_compression_methods")
+    pos = _vector(data, pos, end, 1, 1, 0xFF, "legacy_compression_methods")
     sni: str | None = None
     alpn: tuple[str, ...] = ()
     versions: tuple[int, ...] = ()
     # RFC 5246 §7.4.1.2: a hello may end right after compression_methods (no extensions at all).
-    if body.remaining():
-        extensions = body.vector(2, 0, 0xFFFF, "extensions")
-        body.expect_end("ClientHello")
+    if pos < end:
+        extensions_end = _vector(data, pos, end, 2, 0, 0xFFFF, "extensions")
+        if extensions_end != end:
+            raise ClientHelloError("trailing bytes in ClientHello")
+        pos += 2
+        # RFC 8446 §4.2: there MUST NOT be more than one extension of the same type. Types below 64 (all
+        # the common ones) are remembered as bits of `seen_low`, the others in a set.
+        seen_low = 0
         seen: set[int] = set()
-        while extensions.remaining():
-            ext_type = extensions.u16("extension type")
-            ext = extensions.vector(2, 0, 0xFFFF, "extension")
-            # RFC 8446 §4.2: there MUST NOT be more than one extension of the same type.
-            if ext_type in seen:
-                raise ClientHelloError("duplicate extension")
-            seen.add(ext_type)
+        while pos < extensions_end:
+            if pos + 2 > extensions_end:
+                raise ClientHelloError("truncated extension type")
+            ext_type = (data[pos] << 8) | data[pos + 1]
+            start = pos + 4
+            pos = _vector(data, pos + 2, extensions_end, 2, 0, 0xFFFF, "extension")
+            if ext_type < 64:
+                bit = 1
+                bit <<= ext_type  # (not `1 << ext_type`: compiled, that would shift a 32-bit C int)
+                if seen_low & bit:
+                    raise ClientHelloError("duplicate extension")
+                seen_low |= bit
+            else:
+                if ext_type in seen:
+                    raise ClientHelloError("duplicate extension")
+                seen.add(ext_type)
             if ext_type == _EXT_SERVER_NAME:
-                sni = _parse_server_name(ext)
+                sni = _parse_server_name(data, start, pos)
             elif ext_type == _EXT_ALPN:
-                alpn = _parse_alpn(ext)
+                alpn = _parse_alpn(data, start, pos)
             elif ext_type == _EXT_SUPPORTED_VERSIONS:
-                versions = _parse_supported_versions(ext)
+                versions = _parse_supported_versions(data, start, pos)
     return ClientHello(sni, alpn, legacy_version, versions, record_length)
 
 
-def _parse_server_name(ext: _Reader) -> str | None:
-    """RFC 6066 §3 ServerNameList; only host_name is defined and it may appear once."""
-    names = ext.vector(2, 1, 0xFFFF, "server_name list")
-    ext.expect_end("server_name extension")
+def _parse_server_name(data: _Bytes, pos: int, end: int) -> str | None:
+    """RFC 6066 §3 ServerNameList in `data[pos:end]`; only host_name is defined and it may appear once."""
+    names_end = _vector(data, pos, end, 2, 1, 0xFFFF, "server_name list")
+    if names_end != end:
+        raise ClientHelloError("trailing bytes in server_name extension")
+    pos += 2
     host: str | None = None
-    while names.remaining():
-        name_type = names.u8("server_name type")
+    while pos < names_end:
+        name_type = data[pos]
+        name = pos + 3  # after name_type and the 2-byte length
         # Every NameType so far uses the HostName layout opaque<1..2^16-1>; unknown types are skipped.
-        name = names.opaque(2, 1, 0xFFFF, "server_name")
+        pos = _vector(data, pos + 1, names_end, 2, 1, 0xFFFF, "server_name")
         if name_type != _NAME_TYPE_HOST_NAME:
             continue
         if host is not None:
             raise ClientHelloError("more than one host_name in server_name")
-        host = _valid_hostname(name)
+        host = _valid_hostname(data, name, pos)
     return host
 
 
-def _valid_hostname(name: bytes) -> str:
-    # RFC 6066 §3: "HostName" is the ASCII (A-label) DNS name without a trailing dot; some clients still
-    # send the dot, which we drop. The regex rejects NUL, non-ASCII, spaces and empty labels.
-    if name.endswith(b"."):
-        name = name[:-1]
-    if len(name) > _MAX_HOSTNAME or not _HOSTNAME_RE.fullmatch(name):
+def _valid_hostname(data: _Bytes, start: int, end: int) -> str:
+    """The host_name `data[start:end]` (1 byte at least), lowercased; ClientHelloError if it is invalid.
+
+    RFC 6066 §3: "HostName" is the ASCII (A-label) DNS name without a trailing dot; some clients still send
+    the dot, which we drop. Allowed: dot-separated labels of 1..63 letters, digits, `-` or `_`, 253 at most
+    in all; which rejects NUL, non-ASCII, spaces and empty labels.
+    """
+    if data[end - 1] == 0x2E:  # "."
+        end -= 1
+    if end - start > _MAX_HOSTNAME:
         raise ClientHelloError("invalid server_name host_name")
-    return name.lower().decode("ascii")
+    label = 0  # length of the current label so far
+    for i in range(start, end):
+        c = data[i]
+        if c == 0x2E:
+            if label == 0:
+                raise ClientHelloError("invalid server_name host_name")
+            label = 0
+        elif (
+            0x61 <= c <= 0x7A or 0x41 <= c <= 0x5A or 0x30 <= c <= 0x39 or c in (0x2D, 0x5F)
+        ):  # a-z A-Z 0-9 - _
+            label += 1
+            if label > _MAX_LABEL:
+                raise ClientHelloError("invalid server_name host_name")
+        else:
+            raise ClientHelloError("invalid server_name host_name")
+    if label == 0:  # empty, or ending with a dot (after the one dropped)
+        raise ClientHelloError("invalid server_name host_name")
+    return data[start:end].decode("ascii").lower()
 
 
-def _parse_alpn(ext: _Reader) -> tuple[str, ...]:
+def _parse_alpn(data: _Bytes, pos: int, end: int) -> tuple[str, ...]:
     """RFC 7301 §3.1: ProtocolName protocol_name_list<2..2^16-1>, each ProtocolName opaque<1..2^8-1>."""
-    names = ext.vector(2, 2, 0xFFFF, "ALPN list")
-    ext.expect_end("ALPN extension")
+    names_end = _vector(data, pos, end, 2, 2, 0xFFFF, "ALPN list")
+    if names_end != end:
+        raise ClientHelloError("trailing bytes in ALPN extension")
+    pos += 2
     protocols: list[str] = []
-    while names.remaining():
-        protocols.append(names.opaque(1, 1, 0xFF, "ALPN protocol").decode("latin-1"))
+    while pos < names_end:
+        start = pos + 1
+        pos = _vector(data, pos, names_end, 1, 1, 0xFF, "ALPN protocol")
+        protocols.append(data[start:pos].decode("latin-1"))
     return tuple(protocols)
 
 
-def _parse_supported_versions(ext: _Reader) -> tuple[int, ...]:
+def _parse_supported_versions(data: _Bytes, pos: int, end: int) -> tuple[int, ...]:
     """RFC 8446 §4.2.1: in a ClientHello, ProtocolVersion versions<2..254>."""
-    versions = ext.vector(1, 2, 254, "supported_versions")
-    ext.expect_end("supported_versions extension")
-    if versions.remaining() % 2:
+    versions_end = _vector(data, pos, end, 1, 2, 254, "supported_versions")
+    if versions_end != end:
+        raise ClientHelloError("trailing bytes in supported_versions extension")
+    pos += 1
+    if (versions_end - pos) % 2:
         raise ClientHelloError("bad supported_versions length")
-    return tuple(versions.u16("supported_versions") for _ in range(versions.remaining() // 2))
+    return tuple([(data[i] << 8) | data[i + 1] for i in range(pos, versions_end, 2)])
