@@ -1,5 +1,7 @@
 # cython: annotation_typing=False
-# (the .py annotates positions as `int`, which Cython would read as a Python int, not the C types below)
+# (the .py annotates positions as `int`, which Cython would read as a Python int, not the C types below.
+# The .py carries the same directive: Cython 3.1 takes it from this file, Cython 3.3, which pip's
+# isolated build uses, from the .py.)
 #
 # Cython declarations for tls_hello.py, read when setup.py compiles it (ignored by Python). The parser's
 # helpers become C functions: `data` is a pointer into the caller's bytes or bytearray (borrowed for the

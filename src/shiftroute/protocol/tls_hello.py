@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (read when setup.py compiles this module: see tls_hello.pxd)
 """Read a TLS ClientHello without terminating TLS, so passthrough routes can be chosen by SNI.
 
 Sans-IO: `parse_client_hello(buf)` takes every byte received so far and returns
