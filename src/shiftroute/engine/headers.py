@@ -39,9 +39,9 @@ def rewrite_path(backend: Backend, path: bytes) -> bytes:
     return result
 
 
-def client_cookie(head: RequestHead, name: bytes) -> bytes | None:
-    """The value of the router's sticky cookie in the request, if the client sent it."""
-    prefix = name + b"="
+def client_cookie(head: RequestHead, prefix: bytes) -> bytes | None:
+    """The value of the router's sticky cookie (`prefix`: its name and `=`) in the request, if the client
+    sent it."""
     for header, value in head.headers:
         if len(header) == 6 and header.lower() == b"cookie" and prefix in value:
             for part in value.split(b";"):
@@ -51,8 +51,7 @@ def client_cookie(head: RequestHead, name: bytes) -> bytes | None:
     return None
 
 
-def _strip_cookie(value: bytes, name: bytes) -> bytes:
-    prefix = name + b"="
+def _strip_cookie(value: bytes, prefix: bytes) -> bytes:
     return b"; ".join(p.strip() for p in value.split(b";") if p.strip() and not p.strip().startswith(prefix))
 
 
@@ -64,30 +63,42 @@ def _forwarded_for(ip: str) -> bytes:
 class ClientInfo:
     """What the forwarding headers say about a client connection, encoded once per connection."""
 
-    __slots__ = ("forwarded_for", "ip", "port", "proto")
+    __slots__ = ("_forwarded", "_forwarded_host", "forwarded_for", "ip", "port", "proto")
 
     def __init__(self, client_ip: str, local_port: int, secure: bool) -> None:
         self.ip = client_ip.encode()
         self.port = str(local_port).encode()
         self.proto = b"https" if secure else b"http"
         self.forwarded_for = _forwarded_for(client_ip)
+        self._forwarded_host = b""
+        self._forwarded = b""
+
+    def forwarded(self, host: bytes) -> bytes:
+        """The Forwarded value (RFC 7239) for a request to `host`: a keep-alive client repeats its host, so
+        the last one is kept."""
+        if host != self._forwarded_host or not self._forwarded:
+            self._forwarded = b"for=%b;host=%b;proto=%b" % (self.forwarded_for, host, self.proto)
+            self._forwarded_host = host
+        return self._forwarded
 
 
 def upstream_head(head: RequestHead, backend: Backend, server: Server, client: ClientInfo) -> bytes:
     """The request head sent to the endpoint."""
     policy = backend.forwarded_policy
-    cookie = backend.cookie_name.encode() if backend.cookie_name else None
+    cookie = backend.cookie_prefix
     headers: list[tuple[bytes, bytes]] = []
-    sent: set[bytes] = set()  # forwarding headers the client sent
+    sent: set[bytes] | None = None  # forwarding headers the client sent
     for name, value in head.headers:
         lower = name.lower()
         if lower in _FORWARDED_NAMES:
+            if sent is None:
+                sent = set()
             sent.add(lower)
             if policy == "replace":
                 continue
             if policy == "append" and lower not in {b"x-forwarded-for", b"forwarded"}:
                 continue  # append keeps the client's chain but sets Host/Port/Proto itself
-        elif lower == b"cookie" and cookie is not None and cookie + b"=" in value:
+        elif lower == b"cookie" and cookie is not None and cookie in value:
             # routes.md §5: the router's cookie never reaches the backend.
             value = _strip_cookie(value, cookie)
             if not value:
@@ -102,10 +113,10 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
             (b"X-Forwarded-Host", host),
             (b"X-Forwarded-Port", client.port),
             (b"X-Forwarded-Proto", proto),
-            (b"Forwarded", b"for=%b;host=%b;proto=%b" % (client.forwarded_for, host, proto)),
+            (b"Forwarded", client.forwarded(host)),
             (b"X-Forwarded-For", client.ip),
         )
-        if policy != "if-none" or not sent:
+        if policy != "if-none" or sent is None:
             headers.extend(own)
         else:
             # if-none decides per header, as OpenShift's template does (`set-header X ... if !{ req.hdr(X)

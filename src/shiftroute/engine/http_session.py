@@ -237,8 +237,8 @@ class HttpSession:
         assert backend is not None
         registry = self.ctx.registry
         server = None
-        if backend.cookie_name is not None and not ex.tried:
-            value = hdr.client_cookie(ex.head, backend.cookie_name.encode())
+        if backend.cookie_prefix is not None and not ex.tried:
+            value = hdr.client_cookie(ex.head, backend.cookie_prefix)
             if value is not None:
                 server = registry.pinned(backend, value.decode("latin-1"))
         if server is None:

@@ -367,15 +367,22 @@ def serialize_head(
     first_line: bytes, headers: list[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]] | None = None
 ) -> bytes:
     """One bytes object for a head: `first line CRLF (name: value CRLF)* CRLF`, the `added` headers after
-    `headers` (so a caller need not copy a list only to append to it)."""
-    return b"\r\n".join(
-        [
-            first_line,
-            *[name + b": " + value for name, value in headers],
-            *[name + b": " + value for name, value in added or ()],
-            b"\r\n",
-        ]
-    )
+    `headers` (so a caller need not copy a list only to append to it). The pieces are joined once: no
+    `name: value` object is made per header."""
+    parts = [first_line]
+    for name, value in headers:
+        parts.append(b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+    if added:
+        for name, value in added:
+            parts.append(b"\r\n")
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+    parts.append(b"\r\n\r\n")
+    return b"".join(parts)
 
 
 def chunk(data: bytes) -> bytes:

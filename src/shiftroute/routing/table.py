@@ -85,14 +85,18 @@ class Backend:
     generation: int = 0
     age_order: tuple[float, str, str, str] = (0.0, "", "", "")  # the route's (routes.md §3)
     certificate_expiry: datetime | None = None  # of the route's own certificate (routes.md §3: warn, metrics)
-    # Made once here rather than on every request: `namespace/name` for logs and counters, and each
-    # server's whole Set-Cookie value (routes.md §5).
+    # Made once here rather than on every request: `namespace/name` for logs and counters, each server's
+    # whole Set-Cookie value (routes.md §5), and `<cookie name>=` as it is looked for in requests.
     label: str = field(init=False, repr=False)
     set_cookie: Mapping[str, bytes] = field(init=False, repr=False)
+    cookie_prefix: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", f"{self.namespace}/{self.name}")
         cookies: dict[str, bytes] = {}
+        object.__setattr__(
+            self, "cookie_prefix", self.cookie_name.encode() + b"=" if self.cookie_name else None
+        )
         if self.cookie_name:
             name = self.cookie_name.encode()
             for server in self.servers:
