@@ -10,7 +10,6 @@ it never forwards raw client bytes of a head.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 NO_BODY = 0
 LENGTH = 1
@@ -60,21 +59,55 @@ class HttpError(Exception):
         self.reason = reason
 
 
-@dataclass(slots=True)
 class RequestHead:
-    method: bytes
-    path: bytes  # origin-form target without the query, as routed and forwarded
-    query: bytes  # including the leading `?`, or b""
-    version: bytes  # b"1.0" | b"1.1"
-    host: str  # lowercase, no port, no trailing dot: what routing compares
-    host_header: bytes  # the Host value as received (forwarded unchanged)
-    headers: list[tuple[bytes, bytes]]  # end-to-end headers, original order and case
-    body: int = NO_BODY
-    content_length: int = 0
-    keep_alive: bool = True
-    expect_continue: bool = False
-    websocket_key: bytes | None = None  # set for a WebSocket upgrade (rule 17)
-    upgrade: bytes = b""  # the Upgrade value the client asked for
+    """A checked request head. (A plain class, not a dataclass: compiled, its __init__ is C code, where a
+    dataclass's generated __init__ would stay interpreted; see http1.pxd.)"""
+
+    __slots__ = (
+        "body",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "host",
+        "host_header",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "upgrade",
+        "version",
+        "websocket_key",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        version: bytes,
+        host: str,
+        host_header: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: int = NO_BODY,
+        content_length: int = 0,
+        keep_alive: bool = True,
+        expect_continue: bool = False,
+        websocket_key: bytes | None = None,
+        upgrade: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.path = path  # origin-form target without the query, as routed and forwarded
+        self.query = query  # including the leading `?`, or b""
+        self.version = version  # b"1.0" | b"1.1"
+        self.host = host  # lowercase, no port, no trailing dot: what routing compares
+        self.host_header = host_header  # the Host value as received (forwarded unchanged)
+        self.headers = headers  # end-to-end headers, original order and case
+        self.body = body
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.websocket_key = websocket_key  # set for a WebSocket upgrade (rule 17)
+        self.upgrade = upgrade  # the Upgrade value the client asked for
 
     @property
     def idempotent(self) -> bool:
@@ -84,16 +117,36 @@ class RequestHead:
         )
 
 
-@dataclass(slots=True)
 class ResponseHead:
-    status: int
-    reason: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: int = NO_BODY
-    content_length: int = 0
-    keep_alive: bool = True
-    upgrade: bytes = b""
-    websocket_accept: bytes | None = None
+    """A checked response head (a plain class for the same reason as RequestHead)."""
+
+    __slots__ = (
+        "body",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "reason",
+        "status",
+        "upgrade",
+        "websocket_accept",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        upgrade: bytes = b"",
+        websocket_accept: bytes | None = None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = NO_BODY
+        self.content_length = 0
+        self.keep_alive = True
+        self.upgrade = upgrade
+        self.websocket_accept = websocket_accept
 
 
 _HOSTS: dict[bytes, str] = {}  # Host values seen recently -> normalized: the same few repeat
@@ -275,19 +328,19 @@ def parse_request_head(
         websocket_key = ws_key
 
     return RequestHead(
-        method=method,
-        path=path,
-        query=query,
-        version=version.encode(),
-        host=normalize_host(host_header),
-        host_header=host_header,
-        headers=headers,
-        body=body,
-        content_length=length,
-        keep_alive=keep_alive,
-        expect_continue=expect == b"100-continue" and body != NO_BODY,
-        websocket_key=websocket_key,
-        upgrade=upgrade if websocket_key else b"",
+        method,
+        path,
+        query,
+        b"1.1" if http11 else b"1.0",
+        normalize_host(host_header),
+        host_header,
+        headers,
+        body,
+        length,
+        keep_alive,
+        expect == b"100-continue" and body != NO_BODY,
+        websocket_key,
+        upgrade if websocket_key else b"",
     )
 
 
@@ -336,9 +389,7 @@ def parse_response_head(
         named = {t for t in connection_tokens if t not in PROTECTED and t not in (b"close", b"keep-alive")}
         if named:
             headers = [(n, v) for n, v in headers if n.lower() not in named]
-    head = ResponseHead(
-        status=status, reason=reason, headers=headers, upgrade=upgrade, websocket_accept=accept
-    )
+    head = ResponseHead(status, reason, headers, upgrade, accept)
     head.keep_alive = b"close" not in connection_tokens
     # RFC 9112 §6.3: HEAD, 1xx, 204 and 304 responses have no body, whatever the headers say; a
     # Content-Length there describes the representation and is passed on.
