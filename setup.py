@@ -2,7 +2,7 @@
 Python sources (pure-Python mode: no .pyx, nothing to keep in step). Without Cython or a C compiler, or
 with SHIFTROUTE_NO_EXTENSIONS=1 at install time, shiftroute installs and runs as pure Python.
 
-What is compiled and why: BENCHMARKS.md ("Compiled request path"); the .pxd files beside five of the
+What is compiled and why: BENCHMARKS.md ("Compiled request path"); the .pxd files beside some of the
 modules declare their hot classes' attributes (extension types in the compiled build). At run time
 `shiftroute.accel` decides which modules are used (and falls back to the sources when a compiled module
 is older than its source).

@@ -1,13 +1,13 @@
-# Cython declarations for http_session.py, read when setup.py compiles it (ignored by Python): the classes
-# below become extension types whose attributes live in the object's C struct instead of a dictionary or
-# slots, so compiled code reads them directly. Every attribute a class sets must be declared here (the
-# compiled build raises AttributeError otherwise; the suite runs against the compiled build). `public`
-# keeps every attribute visible to Python code as before.
+# Cython declarations for http_session.py, read when setup.py compiles it (ignored by Python): the class
+# below becomes an extension type (extending SessionBase's, session_base.pxd) whose own attributes live in
+# the object's C struct instead of a dictionary or slots, so compiled code reads them directly. Every
+# attribute the class sets must be declared here or in session_base.pxd (the compiled build raises
+# AttributeError otherwise; the suite runs against the compiled build). `public` keeps every attribute
+# visible to Python code as before.
 from shiftroute.engine.exchange cimport Exchange
+from shiftroute.engine.session_base cimport SessionBase
 
 
-cdef class HttpSession:
-    cdef public object ctx, down, loop, reader, queue, tunnel, _pending_error, _counted_routes
-    cdef public object _client_info, _hold, _timer, _phase
-    cdef public double _deadline
-    cdef public bint closed, peer_closed, _hold_clean
+cdef class HttpSession(SessionBase):
+    cdef public object reader, _client_info, _hold
+    cdef public bint _hold_clean

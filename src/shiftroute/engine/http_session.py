@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import time
-from collections import deque
 
 import httptools
 
@@ -21,6 +20,7 @@ from shiftroute.engine import headers as hdr
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.exchange import Downstream, Exchange, ResponseCallbacks
 from shiftroute.engine.request_reader import Refused, RequestReader, Upgraded
+from shiftroute.engine.session_base import SessionBase
 from shiftroute.engine.upstream import ConnectError, UpstreamConnection
 from shiftroute.protocol import responses
 from shiftroute.protocol.http1 import (
@@ -39,67 +39,17 @@ MAX_BUFFERED_BODY = 64 * 1024
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
-class HttpSession:
+class HttpSession(SessionBase):
+    """One client connection's requests: read, routed, forwarded to an endpoint, answered in order (the
+    connection's state, timer and endings are SessionBase's)."""
+
     def __init__(self, ctx: RouterContext, down: Downstream) -> None:
-        self.ctx = ctx
-        self.down = down
-        self.loop = asyncio.get_running_loop()
+        super().__init__(ctx, down)
         self.reader = RequestReader(self, ctx.limits, ctx.holder)
-        self.queue: deque[Exchange] = deque()
-        self.closed = False
-        self.tunnel: Exchange | None = None
-        self.peer_closed = False
-        self._pending_error: tuple[int, str] | None = None  # a refusal waiting for earlier responses
-        self._counted_routes: set[str] = set()
         self._client_info: hdr.ClientInfo | None = None
         self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
         self._hold_clean = False  # nothing of the held response has reached the client yet
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._phase = "head"
         self._arm(ctx.limits.head_timeout, "head")
-
-    # -- timers (one lazy timer per connection; activity only moves the deadline) ----------------------
-
-    def _arm(self, seconds: float, phase: str) -> None:
-        self._phase = phase
-        self._touch(seconds)
-
-    def _touch(self, seconds: float) -> None:
-        """Move the deadline; the timer is only rescheduled when the deadline comes earlier."""
-        deadline = self.loop.time() + seconds
-        self._deadline = deadline
-        timer = self._timer
-        if timer is not None and timer.when() <= deadline:
-            return  # fires first, sees the later deadline and re-arms itself
-        if timer is not None:
-            timer.cancel()
-        self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        if self.loop.time() < self._deadline:
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
-            return
-        phase = self._phase
-        if phase == "idle":
-            self.close()
-        elif phase == "head":
-            self._reject(408, "request head not received in time")
-        elif phase == "tunnel":
-            self.close()
-        else:
-            ex = self.queue[0] if self.queue else None
-            if ex is not None and not ex.body_done and not ex.resp_started:
-                # The client stopped sending its body: its timeout, not the backend's (rule 13).
-                self._reject(408, "request body not received in time")
-            elif ex is not None and ex.backend is not None and not ex.resp_started:
-                self.ctx.log_failure(ex.backend, ex.server.label if ex.server else "-", "backend timed out")
-                self._local(ex, responses.error_cached(504), 504, close=True)
-            else:
-                self.close()
 
     # -- client bytes in -----------------------------------------------------------------------------
 
@@ -534,27 +484,6 @@ class HttpSession:
             return
         self._next()
 
-    def _next(self) -> None:
-        if self.queue:
-            self._pump()
-            return
-        if self._pending_error is not None:
-            status, reason = self._pending_error
-            self._pending_error = None
-            self._reject(status, reason)
-            return
-        if self.peer_closed:
-            self.finish()
-            return
-        self._arm(self.ctx.limits.keepalive_timeout, "idle")
-        self.down.resume_reading()
-
-    def _release_server(self, ex: Exchange) -> None:
-        if ex.counted and ex.server is not None:
-            ex.counted = False
-            state = self.ctx.registry.state(ex.server)
-            state.active = max(0, state.active - 1)
-
     def _bad_response(self, ex: Exchange, reason: str) -> None:
         """hardening.md rule 12: bad framing from the backend is a 502, nothing of it is forwarded."""
         if ex.done:
@@ -611,37 +540,7 @@ class HttpSession:
             self.down.peer_ip,
         )
 
-    # -- endings -------------------------------------------------------------------------------------
-
-    def _local(self, ex: Exchange, data: bytes, status: int, close: bool) -> None:
-        """Answer from the router itself (503 page, redirect, 421, 502, 504)."""
-        ex.done = True
-        ex.status = status
-        ex.resp_started = True
-        self.ctx.log_request(
-            ex.backend,
-            ex.server.label if ex.server else "",
-            ex.head.method,
-            ex.head.path,
-            status,
-            len(data),
-            ex.started,
-            self.down.peer_ip,
-        )
-        if ex.upstream is not None:
-            ex.upstream.owner = None
-            ex.upstream.close()
-            ex.upstream = None
-        self._release_server(ex)
-        if ex.head.method == b"HEAD" and status == 503:
-            data = responses.SERVICE_UNAVAILABLE_HEAD
-        self.down.send(data)
-        if self.queue and self.queue[0] is ex:
-            self.queue.popleft()
-        if close or not ex.body_done:
-            self.finish()
-        else:
-            self._next()
+    # -- refusals ------------------------------------------------------------------------------------
 
     def _reject(self, status: int, reason: str) -> None:
         """A request the router refuses to parse: status, Connection: close, nothing forwarded."""
@@ -665,40 +564,6 @@ class HttpSession:
         self.down.send(responses.error(status, reason))
         self.ctx.log_request(None, "", b"-", b"-", status, 0, time.monotonic(), self.down.peer_ip)
         self.finish()
-
-    def finish(self) -> None:
-        """Close after what was written has been sent."""
-        if not self.closed:
-            self._cleanup()
-            self.down.finish()
-
-    def close(self) -> None:
-        self.finish()
-
-    def abort(self) -> None:
-        if not self.closed:
-            self._cleanup()
-            self.down.abort()
-
-    def _cleanup(self) -> None:
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for ex in self.queue:
-            if ex.upstream is not None:
-                ex.upstream.owner = None
-                ex.upstream.close()
-                ex.upstream = None
-            self._release_server(ex)
-        self.queue.clear()
-        for label in self._counted_routes:
-            decide.release_connection(self.ctx, label, self.down.peer_ip)
-        self._counted_routes.clear()
-
-    def connection_lost(self) -> None:
-        if not self.closed:
-            self._cleanup()
 
 
 __all__ = ["LENGTH", "Downstream", "HttpSession"]
