@@ -42,6 +42,7 @@ from shiftroute.store.base import (
     same_content,
     with_status,
 )
+from shiftroute.store.file_changes import FileChanges
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -371,14 +372,21 @@ def _check_version(current: Mapping[str, Any], expected: Any) -> None:
 
 
 class SqliteWatch:
-    """Polls the event log. `PRAGMA data_version` changes only when another connection commits, so an
-    idle poll costs one pragma; the poll interval bounds cross-process latency. It is short (5 ms) while
-    changes keep coming and grows to 10 ms when the store is quiet, so an idle router costs next to nothing
-    and a change still lands within tens of milliseconds."""
+    """Reads the event log when the store's files change. `PRAGMA data_version` changes only when another
+    connection commits, so a check costs one pragma.
+
+    On Linux the watch sleeps on inotify (store/file_changes.py) until the database or its WAL is written,
+    then polls every 5 ms for SETTLE_FOR seconds (a writer's WAL write comes a moment before its commit is
+    visible), then sleeps again; a check every SAFETY_POLL_INTERVAL covers a missed event. Without inotify
+    it polls: every 5 ms while changes keep coming, every 10 ms when the store is quiet. Polling from this
+    thread takes the interpreter lock from the event loop on every sqlite call, which a busy router feels
+    (file_changes.py says how much)."""
 
     POLL_INTERVAL = 0.005
     IDLE_POLL_INTERVAL = 0.010
     BUSY_FOR = 2.0  # seconds after a change during which polling stays fast
+    SETTLE_FOR = 0.1  # seconds of polling after the files changed
+    SAFETY_POLL_INTERVAL = 1.0
     BATCH = 5000
 
     def __init__(self, store: SqliteStore, kinds: tuple[str, ...], from_revision: int) -> None:
@@ -389,6 +397,11 @@ class SqliteWatch:
         self._seen: tuple[int, int] | None = None
         self._closed = False
         self._last_change = time.monotonic()
+        path = store.path
+        self._changes = FileChanges.watch(
+            path.parent, {path.name, f"{path.name}-wal", f"{path.name}-journal"}
+        )
+        self._last_wake = time.monotonic()  # poll at first: the files may have changed before the watch
 
     def next_batch(self, timeout: float) -> EventList:
         deadline = time.monotonic() + timeout
@@ -407,9 +420,16 @@ class SqliteWatch:
             remaining = deadline - now
             if remaining <= 0:
                 return []
+            changes = self._changes
+            if changes is not None and now - self._last_wake > self.SETTLE_FOR:
+                if changes.wait(min(self.SAFETY_POLL_INTERVAL, remaining)):
+                    self._last_wake = time.monotonic()
+                continue
             quiet = now - self._last_change > self.BUSY_FOR
             time.sleep(min(self.IDLE_POLL_INTERVAL if quiet else self.POLL_INTERVAL, remaining))
         return []
 
     def close(self) -> None:
         self._closed = True
+        if self._changes is not None:
+            self._changes.close()
