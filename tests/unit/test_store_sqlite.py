@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from shiftroute.errors import AlreadyExistsError, CompactedError, ConflictError, NotFoundError
 from shiftroute.store.base import WatchEvent
 from shiftroute.store.sqlite import SqliteStore
+from tests.conftest import wait_until
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -428,3 +431,36 @@ def test_a_watcher_in_another_process_sees_a_change(store: SqliteStore) -> None:
             proc.wait(timeout=10)
     assert proc.returncode == 0, err
     assert json.loads(out) == ["ADDED", "web", rv(created)]
+
+
+def test_a_waiting_write_gets_the_lock_in_the_next_gap(store: SqliteStore) -> None:
+    """Another connection takes the write lock again and again, leaving it free 2 ms at a time: a write
+    that finds it taken gets it in the first gap. (SQLite's own busy handler looks after 1, 3, 8, 18, 33,
+    53, 78 ms and then every 25-100 ms, and a route write waited up to 15 such cycles, 180 ms and more.)"""
+    other = SqliteStore(store.path)
+    holding = threading.Event()
+    stop = threading.Event()
+    cycles = [0]
+
+    def take_it_again_and_again() -> None:
+        while not stop.is_set():
+            with other._write():
+                holding.set()
+                time.sleep(0.010)
+            cycles[0] += 1
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=take_it_again_and_again, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: cycles[0] >= 2, 30, "the other connection's first writes")
+        holding.clear()
+        assert holding.wait(30)
+        before = cycles[0]
+        store.create(route("web"))  # the lock is taken now
+        waited = cycles[0] - before
+    finally:
+        stop.set()
+        thread.join(30)
+        other.close()
+    assert waited <= 2  # the first gap, or the next one on a busy machine

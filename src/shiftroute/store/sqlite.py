@@ -2,6 +2,7 @@
 
 Writers take SQLite's write lock (`BEGIN IMMEDIATE`), so the revision counter and the object rows change
 together or not at all: a failed multi-document apply or a lost compare-and-swap leaves the file as it was.
+A writer that finds the lock taken tries again every millisecond at most (see `_begin_write`).
 Watchers in other processes poll the event log; `PRAGMA data_version` makes an idle poll almost free, so
 polling every few milliseconds delivers a change to another process well under 100 ms after its commit.
 """
@@ -69,6 +70,14 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0), ('compacted', 0)
 # History kept for watchers that fall behind; older events are compacted (etcd keeps history the same way).
 DEFAULT_HISTORY = 100_000
 _BUSY_TIMEOUT_MS = 10_000
+# Waiting for the write lock. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and
+# then 100 ms between tries: against a connection that takes the lock again and again (a router writing
+# 10 000 route statuses one transaction each) it looks a few times a second and can miss every gap; a
+# route write waited 180-730 ms that way (the busy handler's cumulative steps). The store retries itself
+# instead, the first time after WRITE_RETRY_FIRST and then at least every WRITE_RETRY_MAX, so a writer
+# gets the lock in any gap longer than that (the status writer leaves such gaps, engine/status.py).
+WRITE_RETRY_FIRST = 0.0002
+WRITE_RETRY_MAX = 0.001
 
 
 def _kind_label(kind: str) -> str:
@@ -138,20 +147,42 @@ class SqliteStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailableError(f"store {self.path}: {exc}") from None
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            db.execute("ROLLBACK")
-            raise StoreUnavailableError(f"store {self.path}: {exc}") from None
+            self._begin_write(db)
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                db.execute("ROLLBACK")
+                raise StoreUnavailableError(f"store {self.path}: {exc}") from None
+        finally:
+            # Back to waiting in SQLite for reads, after the transaction so that it costs nothing while
+            # the lock is held (inside it the statements need no other lock in WAL mode, and the checkpoint
+            # after a commit never waits). A connection that cannot even do this is broken anyway: the
+            # error that got here is the one to report.
+            with contextlib.suppress(sqlite3.Error):
+                db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         self._local_commits += 1
+
+    def _begin_write(self, db: sqlite3.Connection) -> None:
+        """`BEGIN IMMEDIATE`, retried here rather than by SQLite's busy handler (WRITE_RETRY_MAX says why),
+        for up to the same 10 s before the store counts as unavailable."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        delay = WRITE_RETRY_FIRST
+        db.execute("PRAGMA busy_timeout=0")
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise StoreUnavailableError(f"store {self.path}: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, WRITE_RETRY_MAX)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
