@@ -3,8 +3,9 @@
 Writers take SQLite's write lock (`BEGIN IMMEDIATE`), so the revision counter and the object rows change
 together or not at all: a failed multi-document apply or a lost compare-and-swap leaves the file as it was.
 A writer that finds the lock taken tries again every millisecond at most (see `_begin_write`).
-Watchers in other processes poll the event log; `PRAGMA data_version` makes an idle poll almost free, so
-polling every few milliseconds delivers a change to another process well under 100 ms after its commit.
+Watchers in other processes read the event log when the store's files change (inotify on Linux, else a
+poll every few milliseconds); `PRAGMA data_version` makes a check that finds nothing almost free, and a
+change reaches another process well under 100 ms after its commit (SqliteWatch).
 """
 
 from __future__ import annotations
