@@ -3,6 +3,7 @@ still polls where inotify is missing (every wait has a deadline)."""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -73,12 +74,43 @@ def test_without_inotify_the_watch_polls(
 
 
 def test_only_the_named_files_count(tmp_path: Path) -> None:
+    log = tmp_path / "router.log"
+    log.write_text("a log line\n")  # (made before: a file created in the directory is a name event)
     changes = FileChanges.watch(tmp_path, {"store.db", "store.db-wal"})
     assert changes is not None
-    (tmp_path / "router.log").write_text("an access-log line\n")
+    with log.open("a") as out:
+        for _ in range(100):  # a log written per request beside the store
+            out.write("another line\n")
+            out.flush()
+    # Not even woken to look: its inotify descriptor has nothing to read (each wake-up would take the
+    # interpreter lock from the router's event loop).
+    assert select.select([changes._fd], [], [], 0)[0] == []
     assert changes.wait(0.3) is False  # another file in the same directory: still asleep
     (tmp_path / "store.db-wal").write_bytes(b"frame")
     assert changes.wait(10) is True
+    changes.close()
+
+
+def test_files_created_or_replaced_later_are_watched(tmp_path: Path) -> None:
+    """The WAL file appears after the watch starts, and a store file can be replaced by another file: the
+    new files' writes still wake the watch."""
+    changes = FileChanges.watch(tmp_path, {"store.db", "store.db-wal"})
+    assert changes is not None
+    wal = tmp_path / "store.db-wal"
+    wal.write_bytes(b"created")
+    assert changes.wait(10) is True  # its creation
+    assert changes.wait(0.2) is False  # (nothing more pending)
+    with wal.open("ab") as out:
+        out.write(b"frame")
+    assert changes.wait(10) is True  # a write to the file that did not exist when the watch started
+    replacement = tmp_path / "new.db"
+    replacement.write_bytes(b"v1")
+    replacement.replace(tmp_path / "store.db")
+    assert changes.wait(10) is True  # the rename over it
+    assert changes.wait(0.2) is False
+    with (tmp_path / "store.db").open("ab") as out:
+        out.write(b"v2")
+    assert changes.wait(10) is True  # a write to the replacement
     changes.close()
 
 
