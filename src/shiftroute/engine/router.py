@@ -23,7 +23,7 @@ from shiftroute.admin import metrics
 from shiftroute.admin.server import start_admin
 from shiftroute.admission import RouterOptions, Verdict
 from shiftroute.api.objects import ObjectKey
-from shiftroute.engine import gc_tuning
+from shiftroute.engine import gc_tuning, malloc_tuning
 from shiftroute.engine.context import Limits, RouterContext
 from shiftroute.engine.controller import Controller, publish_into_loop
 from shiftroute.engine.default_cert import ensure_default_certificate
@@ -246,6 +246,7 @@ class Router:
         )
         log.info("request path: %s", accel.describe())
         log.info("garbage collector thresholds %s (routing tables are frozen as published)", gc_tuning.tune())
+        log.info("malloc thresholds: %s", malloc_tuning.tune())
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)
         controller.start()
         health = HealthChecker(self.ctx)
