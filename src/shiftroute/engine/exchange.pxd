@@ -3,8 +3,15 @@
 # slots, so compiled code reads them directly. Every attribute a class sets must be declared here (the
 # compiled build raises AttributeError otherwise; the suite runs against the compiled build). `public`
 # keeps every attribute visible to Python code as before.
+from shiftroute.protocol.http1 cimport RequestHead, ResponseHead
+
+
 cdef class Exchange:
-    cdef public object backend, body_buffer, body_buffered, client_leftover, framing, head, resp_head
+    # The heads typed: `ex.head.method` and the like are then struct reads in the compiled modules that
+    # cimport Exchange (resp_head is None until the response head arrives; every read checks that first).
+    cdef public RequestHead head
+    cdef public ResponseHead resp_head
+    cdef public object backend, body_buffer, body_buffered, client_leftover, framing
     cdef public object resp_headers, resp_parser, resp_reason, sent, server, set_cookie, status, table
     cdef public object tried, upstream
     cdef public double started
