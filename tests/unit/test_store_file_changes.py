@@ -8,22 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shiftroute.store import sqlite as sqlite_store
 from shiftroute.store.file_changes import FileChanges
 from shiftroute.store.sqlite import SqliteStore, SqliteWatch
-
-
-def _route(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "route.openshift.io/v1",
-        "kind": "Route",
-        "metadata": {"name": name, "namespace": "demo"},
-        "spec": {"host": f"{name}.example.com", "to": {"kind": "Service", "name": "web"}},
-    }
+from tests.unit.manifests import route
 
 
 @pytest.fixture
@@ -50,7 +41,7 @@ def test_a_write_by_another_connection_wakes_the_sleeping_watch(
     router, writer = two_stores
     watch = _settled_watch(router)
     assert watch._changes is not None  # inotify is there on the machines the suite runs on
-    threading.Timer(0.2, writer.create, args=(_route("a"),)).start()
+    threading.Timer(0.2, writer.create, args=(route("a"),)).start()
     started = time.monotonic()
     got = watch.next_batch(timeout=30)
     assert [(e.type, e.key.name) for e in got] == [("ADDED", "a")]
@@ -67,7 +58,7 @@ def test_without_inotify_the_watch_polls(
     watch = router.watch(["Route"], 0)
     assert isinstance(watch, SqliteWatch) and watch._changes is None
     assert watch.next_batch(timeout=0.3) == []
-    threading.Timer(0.2, writer.create, args=(_route("b"),)).start()
+    threading.Timer(0.2, writer.create, args=(route("b"),)).start()
     got = watch.next_batch(timeout=10)
     assert [(e.type, e.key.name) for e in got] == [("ADDED", "b")]
     watch.close()

@@ -21,6 +21,7 @@ from shiftroute.errors import AlreadyExistsError, CompactedError, ConflictError,
 from shiftroute.store.base import WatchEvent
 from shiftroute.store.sqlite import SqliteStore
 from tests.conftest import wait_until
+from tests.unit.manifests import route, service
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -32,29 +33,6 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "store.db")
     yield s
     s.close()
-
-
-def route(
-    name: str, ns: str = "demo", host: str = "", labels: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "route.openshift.io/v1",
-        "kind": "Route",
-        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-        "spec": {
-            "host": host or f"{name}.example.com",
-            "to": {"kind": "Service", "name": "web", "weight": 100},
-        },
-    }
-
-
-def service(name: str, ns: str = "demo") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"ports": [{"name": "443-tcp", "port": 443}]},
-    }
 
 
 def rv(manifest: dict[str, Any]) -> int:
