@@ -18,10 +18,11 @@ import os
 import socket
 from collections.abc import Callable
 
+from shiftroute.engine import splice_syscall
+
 AVAILABLE = hasattr(os, "splice") and os.environ.get("SHIFTROUTE_SPLICE", "1") != "0"
 CHUNK = 1 << 16
 AFTER_BYTES = 256 * 1024  # a connection is spliced once it has relayed this much
-_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
 class _Direction:
@@ -60,7 +61,7 @@ class SpliceRelay:
 
     def _readable(self, d: _Direction) -> None:
         try:
-            moved = os.splice(d.src_fd, d.pipe_w, CHUNK, None, None, _FLAGS)
+            moved = splice_syscall.splice_nonblocking(d.src_fd, d.pipe_w, CHUNK)
         except BlockingIOError:
             return
         except OSError:
@@ -79,7 +80,7 @@ class SpliceRelay:
         """Move the pipe into the destination; when it is full, stop reading the source until it drains."""
         while d.pending:
             try:
-                moved = os.splice(d.pipe_r, d.dst_fd, d.pending, None, None, _FLAGS)
+                moved = splice_syscall.splice_nonblocking(d.pipe_r, d.dst_fd, d.pending)
             except BlockingIOError:
                 if not d.eof:
                     self.loop.remove_reader(d.src_fd)
