@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from shiftroute.engine import decide, splice
 from shiftroute.engine.context import RouterContext
@@ -24,7 +24,7 @@ class RelayClient(Protocol):
     """The client connection, as the relay sees it (HttpsClientProtocol)."""
 
     ctx: RouterContext
-    loop: Any
+    loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport | None
     peer_ip: str
     sni: str | None
