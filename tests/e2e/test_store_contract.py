@@ -17,7 +17,7 @@ import pytest
 
 from shiftroute.errors import AlreadyExistsError, CompactedError, ConflictError, NotFoundError
 from shiftroute.store import Store
-from shiftroute.store.base import EventList, Watch
+from shiftroute.store.base import EventList, StatusUpdate, Watch
 from shiftroute.store.etcd import EtcdStore
 from shiftroute.store.sqlite import SqliteStore
 from tests.e2e.etcd_cluster import Cluster, etcd_single  # noqa: F401 - a fixture, used by name
@@ -217,6 +217,28 @@ def test_update_status_with_the_read_version_fails_after_a_spec_change(store: St
     with pytest.raises(ConflictError):
         store.update_status("Route", "default", "a", {"s": 1}, read["metadata"]["resourceVersion"])
     assert "status" not in store.get("Route", "default", "a")
+
+
+def test_update_statuses_writes_each_and_reports_a_missing_or_changed_object_in_its_place(
+    store: Store,
+) -> None:
+    a = store.create(route("a"))
+    b = store.create(route("b"))
+    store.update(route("b", host="b2.example.com"))  # b as read is now stale
+    c = store.create(route("c"))
+    results = store.update_statuses(
+        [
+            StatusUpdate("Route", "default", "a", {"s": "a"}, a["metadata"]["resourceVersion"]),
+            StatusUpdate("Route", "default", "b", {"s": "b"}, b["metadata"]["resourceVersion"]),
+            StatusUpdate("Route", "default", "gone", {"s": "gone"}),
+            StatusUpdate("Route", "default", "c", {"s": "c"}, c["metadata"]["resourceVersion"]),
+        ]
+    )
+    assert [type(r).__name__ for r in results] == ["dict", "ConflictError", "NotFoundError", "dict"]
+    assert store.get("Route", "default", "a")["status"] == {"s": "a"} == results[0]["status"]  # type: ignore[index]
+    assert store.get("Route", "default", "c")["status"] == {"s": "c"}
+    assert "status" not in store.get("Route", "default", "b")
+    assert store.get("Route", "default", "b")["spec"]["host"] == "b2.example.com"
 
 
 # -- apply --------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ It follows etcd's model so both fit one interface:
 - `list` answers at a revision, and `watch(kinds, from_revision)` yields every later change in revision
   order, so list + watch(revision + 1) loses nothing and repeats nothing;
 - old history is compacted; watching from a compacted revision raises CompactedError (list again).
-Status is a subresource: create/update keep the stored status, only `update_status` writes it.
+Status is a subresource: create/update keep the stored status, only `update_status` and
+`update_statuses` write it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import copy
 import secrets
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from shiftroute.api.objects import Manifest, ObjectKey
-from shiftroute.errors import UsageError
+from shiftroute.errors import StoreError, UsageError
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -47,9 +48,23 @@ class ApplyResult:
     manifest: Manifest
 
 
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """One object's new status for `update_statuses`; compare-and-swap when `resource_version` is set."""
+
+    kind: str
+    namespace: str
+    name: str
+    status: Mapping[str, Any]
+    resource_version: str | None = None
+
+
 EventList = list[WatchEvent]
 ManifestList = list[Manifest]
 ApplyResults = list[ApplyResult]
+# Per StatusUpdate, in order: the stored object, or why that one was not written (NotFoundError,
+# ConflictError); the others are written all the same.
+StatusResults = list[Manifest | StoreError]
 
 
 class Watch(Protocol):
@@ -87,6 +102,11 @@ class Store(Protocol):
         status: Mapping[str, Any],
         resource_version: str | None = None,
     ) -> Manifest: ...
+
+    def update_statuses(self, updates: Sequence[StatusUpdate]) -> StatusResults:
+        """Several `update_status` calls at once (the router's status writer: one per route it serves).
+        Each is its own compare-and-swap: one object gone or changed does not stop the others."""
+        ...
 
     def watch(self, kinds: Collection[str], from_revision: int) -> Watch: ...
 

@@ -38,12 +38,21 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from shiftroute.api.objects import Manifest, ObjectKey
-from shiftroute.errors import AlreadyExistsError, ConflictError, StoreError, StoreUnavailableError, UsageError
+from shiftroute.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    UsageError,
+)
 from shiftroute.store.base import (
     ApplyResult,
     ApplyResults,
     ListResult,
     ManifestList,
+    StatusResults,
+    StatusUpdate,
     key_of,
     matches_selector,
     parse_selector,
@@ -381,6 +390,17 @@ class EtcdStore:
             return stored, _Write(kv.key, kv.mod_revision, "put", self._encode(stored))
 
         return self._cas_loop(kind, namespace, name, change)
+
+    def update_statuses(self, updates: Sequence[StatusUpdate]) -> StatusResults:
+        """One compare-and-swap txn per object: etcd has no store-wide write lock for a batch to spare
+        (SQLite's reason to batch), and a txn over all of them would fail whole on one changed object."""
+        results: StatusResults = []
+        for u in updates:
+            try:
+                results.append(self.update_status(u.kind, u.namespace, u.name, u.status, u.resource_version))
+            except (NotFoundError, ConflictError) as exc:
+                results.append(exc)
+        return results
 
     def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> Manifest:
         def change(current: Manifest, kv: KeyValue) -> tuple[Manifest, _Write]:
