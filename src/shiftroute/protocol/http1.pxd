@@ -60,7 +60,7 @@ cpdef bytes special_name(bytes name, tuple by_length)
 @cython.locals(sizes=set)
 cdef list _drop_named(list headers, set named)
 
-@cython.locals(trimmed=bytes)
+@cython.locals(size=Py_ssize_t, data=_bytes_ptr)
 cdef tuple _kept(object item, bytes name, bytes value)
 
 @cython.locals(size=Py_ssize_t, data=_bytes_ptr)
