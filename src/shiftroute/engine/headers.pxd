@@ -28,8 +28,6 @@ cdef class ClientInfo:
 
 cpdef bytes rewrite_path(object backend, bytes path)
 
-cdef object _apply_actions(list headers, tuple actions)
-
 
 @cython.locals(headers=list, sent=set, lower=bytes, name=bytes, pieces=list, own=tuple)
 cpdef bytes upstream_head(RequestHead head, object backend, object server, ClientInfo client)

@@ -124,8 +124,8 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
                 continue
             if policy == "append" and lower not in {b"x-forwarded-for", b"forwarded"}:
                 continue  # append keeps the client's chain but sets Host/Port/Proto itself
-        elif lower == b"cookie" and cookie is not None and value.find(cookie) != -1:  # not `in`: see http1._target
-            # routes.md §5: the router's cookie never reaches the backend.
+        elif lower == b"cookie" and cookie is not None and value.find(cookie) != -1:
+            # routes.md §5: the router's cookie never reaches the backend. (find, not `in`: http1._target)
             value = _strip_cookie(value, cookie)
             if not value:
                 continue
@@ -141,7 +141,8 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
             # -m found }`, `option forwardfor if-none`): a client's X-Forwarded-For alone does not suppress
             # the rest.
             headers.extend([h for h in own if h[0].lower() not in sent])
-    _apply_actions(headers, backend.request_actions)
+    if backend.request_actions:  # usually none: no call
+        _apply_actions(headers, backend.request_actions)
     if head.body == CHUNKED:
         headers.append((b"Transfer-Encoding", b"chunked"))
     elif head.body == LENGTH:
