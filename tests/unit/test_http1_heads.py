@@ -170,3 +170,35 @@ def test_upstream_head_forwarding_headers_follow_the_host() -> None:
             b'X-Forwarded-Host: %b\r\nX-Forwarded-Port: 443\r\nForwarded: for="[::1]";host=%b;proto=https\r\n'
             b"X-Forwarded-For: ::1\r\n\r\n" % (host, host, host)
         )
+
+
+def test_parsed_heads_set_every_attribute() -> None:
+    """parse_*_head make the heads without calling __init__: each attribute must still be set (an unset
+    one raises AttributeError in the pure-Python build)."""
+    head = request([(b"Host", b"a.test"), (b"Content-Length", b"2")], url=b"/p?q")
+    assert {slot: getattr(head, slot) for slot in http1.RequestHead.__slots__} == {
+        "body": http1.LENGTH,
+        "content_length": 2,
+        "expect_continue": False,
+        "headers": [(b"Host", b"a.test")],
+        "host": "a.test",
+        "host_header": b"a.test",
+        "keep_alive": True,
+        "method": b"GET",
+        "path": b"/p",
+        "query": b"?q",
+        "upgrade": b"",
+        "version": b"1.1",
+        "websocket_key": None,
+    }
+    response = parse_response_head(200, b"OK", [(b"Transfer-Encoding", b"chunked")], b"GET")
+    assert {slot: getattr(response, slot) for slot in http1.ResponseHead.__slots__} == {
+        "body": http1.CHUNKED,
+        "content_length": 0,
+        "headers": [],
+        "keep_alive": True,
+        "reason": b"OK",
+        "status": 200,
+        "upgrade": b"",
+        "websocket_accept": None,
+    }

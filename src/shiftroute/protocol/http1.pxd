@@ -72,7 +72,7 @@ cdef tuple _target(bytes method, bytes url)
 @cython.locals(http11=bint, hosts=list, te_values=list, content_length=bytes, connection_tokens=list,
                expect=bytes, upgrade=bytes, ws_key=bytes, ws_version=bytes, headers=list, name=bytes,
                value=bytes, lower=bytes, body=int, host_header=bytes, path=bytes, query=bytes,
-               authority=bytes, named=set, keep_alive=bint, websocket_key=bytes)
+               authority=bytes, named=set, keep_alive=bint, websocket_key=bytes, head=RequestHead)
 cpdef RequestHead parse_request_head(bytes method, bytes url, str version, list raw_headers)
 
 @cython.locals(te_values=list, content_length=tuple, connection_tokens=list, upgrade=bytes, accept=bytes,

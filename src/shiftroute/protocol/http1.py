@@ -411,21 +411,23 @@ def parse_request_head(
             )
         websocket_key = ws_key
 
-    return RequestHead(
-        method,
-        path,
-        query,
-        b"1.1" if http11 else b"1.0",
-        normalize_host(host_header),
-        host_header,
-        headers,
-        body,
-        length,
-        keep_alive,
-        expect == b"100-continue" and body != NO_BODY,
-        websocket_key,
-        upgrade if websocket_key else b"",
-    )
+    # Made without calling the class: compiled, no argument tuple and no __init__ argument parsing, only the
+    # struct written. Every attribute of RequestHead.__init__ is set here.
+    head = RequestHead.__new__(RequestHead)
+    head.method = method
+    head.path = path
+    head.query = query
+    head.version = b"1.1" if http11 else b"1.0"
+    head.host = normalize_host(host_header)
+    head.host_header = host_header
+    head.headers = headers
+    head.body = body
+    head.content_length = length
+    head.keep_alive = keep_alive
+    head.expect_continue = expect == b"100-continue" and body != NO_BODY
+    head.websocket_key = websocket_key
+    head.upgrade = upgrade if websocket_key else b""
+    return head
 
 
 _RESPONSE_HOP = frozenset({b"keep-alive", b"proxy-connection", b"te", b"trailer"})
@@ -477,7 +479,14 @@ def parse_response_head(
         named = {t for t in connection_tokens if t not in _RESPONSE_UNNAMED}
         if named:
             headers = _drop_named(headers, named)
-    head = ResponseHead(status, reason, headers, upgrade, accept)
+    head = ResponseHead.__new__(ResponseHead)  # as in parse_request_head: every attribute is set here
+    head.status = status
+    head.reason = reason
+    head.headers = headers
+    head.upgrade = upgrade
+    head.websocket_accept = accept
+    head.content_length = 0
+    head.body = NO_BODY
     head.keep_alive = b"close" not in connection_tokens
     # RFC 9112 §6.3: HEAD, 1xx, 204 and 304 responses have no body, whatever the headers say; a
     # Content-Length there describes the representation and is passed on.
