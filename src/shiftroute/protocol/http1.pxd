@@ -5,9 +5,10 @@
 #
 # Cython declarations for http1.py, read when setup.py compiles it (ignored by Python).
 #
-# The two head classes become extension types whose attributes live in the object's C struct, made by a C
-# __init__ (one of each per request). Every attribute a class sets must be declared here (the compiled
-# build raises AttributeError otherwise). `public` keeps every attribute visible to Python code as before.
+# The two head classes become extension types whose attributes live in the object's C struct (one of each
+# per request; parse_request_head and parse_response_head make them with `__new__` and struct writes, other
+# callers through the C __init__). Every attribute a class sets must be declared here (the compiled build
+# raises AttributeError otherwise). `public` keeps every attribute visible to Python code as before.
 #
 # The functions every request runs are declared with C types so that Cython uses its list, bytes and tuple
 # fast paths (appends, indexing, lengths and tuple unpacking without generic lookups) and calls them as C
