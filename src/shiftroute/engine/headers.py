@@ -11,7 +11,11 @@ from shiftroute.protocol.http1 import (
     UNTIL_CLOSE,
     RequestHead,
     ResponseHead,
+    names_by_length,
     serialize_head,
+    serialize_pieces,
+    special_name,
+    status_line_start,
 )
 from shiftroute.routing.table import Backend, Server
 
@@ -22,6 +26,8 @@ _FORWARDED_NAMES = (
     b"x-forwarded-proto",
     b"forwarded",
 )
+# The request header names upstream_head treats specially, by length (http1.special_name).
+_UPSTREAM_BY_LENGTH = names_by_length(frozenset(_FORWARDED_NAMES) | {b"cookie", b"expect"})
 
 
 def rewrite_path(backend: Backend, path: bytes) -> bytes:
@@ -43,7 +49,7 @@ def client_cookie(head: RequestHead, prefix: bytes) -> bytes | None:
     """The value of the router's sticky cookie (`prefix`: its name and `=`) in the request, if the client
     sent it."""
     for header, value in head.headers:
-        if len(header) == 6 and header.lower() == b"cookie" and prefix in value:
+        if len(header) == 6 and header.lower() == b"cookie" and value.find(prefix) != -1:
             for part in value.split(b";"):
                 part = part.strip()
                 if part.startswith(prefix):
@@ -63,7 +69,7 @@ def _forwarded_for(ip: str) -> bytes:
 class ClientInfo:
     """What the forwarding headers say about a client connection, encoded once per connection."""
 
-    __slots__ = ("_forwarded", "_forwarded_host", "forwarded_for", "ip", "port", "proto")
+    __slots__ = ("_forwarded", "_forwarded_host", "_own", "_own_host", "forwarded_for", "ip", "port", "proto")
 
     def __init__(self, client_ip: str, local_port: int, secure: bool) -> None:
         self.ip = client_ip.encode()
@@ -72,6 +78,8 @@ class ClientInfo:
         self.forwarded_for = _forwarded_for(client_ip)
         self._forwarded_host = b""
         self._forwarded = b""
+        self._own_host = b""
+        self._own: tuple[tuple[bytes, bytes], ...] = ()
 
     def forwarded(self, host: bytes) -> bytes:
         """The Forwarded value (RFC 7239) for a request to `host`: a keep-alive client repeats its host, so
@@ -81,6 +89,20 @@ class ClientInfo:
             self._forwarded_host = host
         return self._forwarded
 
+    def own_headers(self, host: bytes) -> tuple[tuple[bytes, bytes], ...]:
+        """The forwarding headers the router sets on a request to `host` (rule 18), in their order; kept
+        for the next request as `forwarded` is."""
+        if host != self._own_host or not self._own:
+            self._own = (
+                (b"X-Forwarded-Host", host),
+                (b"X-Forwarded-Port", self.port),
+                (b"X-Forwarded-Proto", self.proto),
+                (b"Forwarded", self.forwarded(host)),
+                (b"X-Forwarded-For", self.ip),
+            )
+            self._own_host = host
+        return self._own
+
 
 def upstream_head(head: RequestHead, backend: Backend, server: Server, client: ClientInfo) -> bytes:
     """The request head sent to the endpoint."""
@@ -88,8 +110,12 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
     cookie = backend.cookie_prefix
     headers: list[tuple[bytes, bytes]] = []
     sent: set[bytes] | None = None  # forwarding headers the client sent
-    for name, value in head.headers:
-        lower = name.lower()
+    for item in head.headers:
+        name, value = item
+        lower = special_name(name, _UPSTREAM_BY_LENGTH)
+        if lower is None:
+            headers.append(item)  # the pair as received (only serialized: a list pair would do as well)
+            continue
         if lower in _FORWARDED_NAMES:
             if sent is None:
                 sent = set()
@@ -98,8 +124,8 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
                 continue
             if policy == "append" and lower not in {b"x-forwarded-for", b"forwarded"}:
                 continue  # append keeps the client's chain but sets Host/Port/Proto itself
-        elif lower == b"cookie" and cookie is not None and cookie in value:
-            # routes.md §5: the router's cookie never reaches the backend.
+        elif lower == b"cookie" and cookie is not None and value.find(cookie) != -1:
+            # routes.md §5: the router's cookie never reaches the backend. (find, not `in`: http1._target)
             value = _strip_cookie(value, cookie)
             if not value:
                 continue
@@ -107,23 +133,16 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
             continue  # the router answers 100-continue itself
         headers.append((name, value))
     if policy in {"append", "replace", "if-none"}:
-        proto = client.proto
-        host = head.host_header
-        own = (
-            (b"X-Forwarded-Host", host),
-            (b"X-Forwarded-Port", client.port),
-            (b"X-Forwarded-Proto", proto),
-            (b"Forwarded", client.forwarded(host)),
-            (b"X-Forwarded-For", client.ip),
-        )
+        own = client.own_headers(head.host_header)
         if policy != "if-none" or sent is None:
             headers.extend(own)
         else:
             # if-none decides per header, as OpenShift's template does (`set-header X ... if !{ req.hdr(X)
             # -m found }`, `option forwardfor if-none`): a client's X-Forwarded-For alone does not suppress
             # the rest.
-            headers.extend(h for h in own if h[0].lower() not in sent)
-    _apply_actions(headers, backend.request_actions)
+            headers.extend([h for h in own if h[0].lower() not in sent])
+    if backend.request_actions:  # usually none: no call
+        _apply_actions(headers, backend.request_actions)
     if head.body == CHUNKED:
         headers.append((b"Transfer-Encoding", b"chunked"))
     elif head.body == LENGTH:
@@ -133,8 +152,9 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
     if head.websocket_key is not None:
         headers.append((b"Connection", b"Upgrade"))
         headers.append((b"Upgrade", head.upgrade))
-    path = rewrite_path(backend, head.path) + head.query
-    return serialize_head(b"%b %b HTTP/1.1" % (head.method, path), headers)
+    # The request line's pieces joined with the headers: `method SP path query SP HTTP/1.1`.
+    pieces = [head.method, b" ", rewrite_path(backend, head.path), head.query, b" HTTP/1.1"]
+    return serialize_pieces(pieces, headers)
 
 
 def _apply_actions(
@@ -188,7 +208,7 @@ def client_head(
     elif request.version == b"1.0":
         added.append((b"Connection", b"keep-alive"))
     # In the usual case (nothing to filter) the backend's list is written as it is, not copied.
-    return serialize_head(b"HTTP/1.1 %d %b" % (response.status, response.reason or b"-"), headers, added)
+    return serialize_pieces([status_line_start(response.status), response.reason or b"-"], headers, added)
 
 
 def switching_head(response: ResponseHead) -> bytes:

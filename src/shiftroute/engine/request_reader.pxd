@@ -7,3 +7,6 @@ cdef class RequestReader:
     cdef public object sink, limits, holder, parser, parsing, headers, _url, _error
     cdef public object _head_bytes, _head_size, _trailer_bytes, _marks, _quiet
     cdef public bint in_head
+
+# cimported so that on_headers_complete calls it as a C function (http1.pxd declares it cpdef).
+from shiftroute.protocol.http1 cimport parse_request_head

@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (read when setup.py compiles this module: see http1.pxd)
 """HTTP/1.1 framing rules (RFC 9112) on top of httptools' parser, sans-IO.
 
 httptools (llhttp, strict mode) already refuses most malformed messages: Content-Length with
@@ -149,17 +151,37 @@ class ResponseHead:
         self.websocket_accept = websocket_accept
 
 
-_HOSTS: dict[bytes, str] = {}  # Host values seen recently -> normalized: the same few repeat
+# Host values seen recently: the same few repeat, so each is normalized and checked once. Both caches are
+# bounded in entries and in the length of what they keep.
+_HOSTS: dict[bytes, str] = {}  # value -> normalized
+_VALID_HOSTS: set[bytes] = set()  # values _HOST accepts
+_CACHED_HOSTS = 4096
+_CACHED_HOST_LENGTH = 300  # a DNS name has at most 253 bytes, then `:port`
 
 
 def normalize_host(value: bytes) -> str:
     """Host compared case-insensitively with any `:port` and a trailing dot removed (routes.md §4)."""
     found = _HOSTS.get(value)
     if found is None:
-        if len(_HOSTS) >= 4096:
-            _HOSTS.clear()
-        found = _HOSTS[value] = _normalize_host(value)
+        found = _normalize_host(value)
+        if len(value) <= _CACHED_HOST_LENGTH:
+            if len(_HOSTS) >= _CACHED_HOSTS:
+                _HOSTS.clear()
+            _HOSTS[value] = found
     return found
+
+
+def _valid_host(value: bytes) -> bool:
+    """Whether a Host value is a valid authority (rule 9)."""
+    if value in _VALID_HOSTS:
+        return True
+    if _HOST.match(value) is None:
+        return False
+    if len(value) <= _CACHED_HOST_LENGTH:
+        if len(_VALID_HOSTS) >= _CACHED_HOSTS:
+            _VALID_HOSTS.clear()
+        _VALID_HOSTS.add(value)
+    return True
 
 
 def _normalize_host(value: bytes) -> str:
@@ -174,14 +196,70 @@ def _normalize_host(value: bytes) -> str:
     return host.rstrip(b".").decode("latin-1").lower()
 
 
-_SINGLE_TOKENS = {b"keep-alive": [b"keep-alive"], b"close": [b"close"], b"upgrade": [b"upgrade"]}
+_SINGLE_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
-def _split_tokens(value: bytes) -> list[bytes]:
-    single = _SINGLE_TOKENS.get(value.lower())  # the usual Connection values, without a split
-    if single is not None:
-        return list(single)
-    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+def _add_tokens(value: bytes, tokens: list[bytes]) -> None:
+    """Append the lowercased tokens of a Connection value to `tokens` (appended, not returned: no list is
+    made per header)."""
+    lower = value.lower()  # bytes.lower maps A-Z only: commas and whitespace are where they were
+    if lower in _SINGLE_TOKENS:  # the usual Connection values, without a split
+        tokens.append(lower)
+        return
+    for token in lower.split(b","):
+        token = token.strip()
+        if token:
+            tokens.append(token)
+
+
+def names_by_length(names: frozenset[bytes]) -> tuple[tuple[bytes, ...], ...]:
+    """`names` (lowercase) grouped by length: entry `n` holds the names of `n` bytes."""
+    return tuple(
+        tuple(sorted(n for n in names if len(n) == size)) for size in range(max(map(len, names)) + 1)
+    )
+
+
+def special_name(name: bytes, by_length: tuple[tuple[bytes, ...], ...]) -> bytes | None:
+    """The lowercase name among `by_length` (see names_by_length) that `name` spells in any case, or None.
+
+    Most header names are ordinary: their length or first byte already rules them out, so only a likely
+    match is lowercased (a copy) to be compared in full."""
+    size = len(name)
+    if size >= len(by_length):
+        return None
+    data = name  # read byte by byte (compiled: a C pointer into `name`, see http1.pxd)
+    for candidate in by_length[size]:
+        first = candidate  # as `data`; every candidate has a first byte (names are not empty)
+        # `| 0x20` lowercases an ASCII letter (a non-letter that happens to match is refused below).
+        if first[0] == data[0] | 0x20 and name.lower() == candidate:
+            return candidate
+    return None
+
+
+def _drop_named(headers: list[tuple[bytes, bytes]], named: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """`headers` without those whose (lowercased) name is in `named` (rule 11: what Connection names)."""
+    sizes = {len(n) for n in named}  # bytes.lower keeps the length: other lengths cannot match
+    return [h for h in headers if len(h[0]) not in sizes or h[0].lower() not in named]
+
+
+def _kept(item: tuple[bytes, bytes], name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """The pair (name, value) as forwarded, the value trimmed; `item`, the pair received, when it is that
+    already (the usual case: no new tuple per header)."""
+    size = len(value)
+    data = value  # as in special_name
+    if size and data[size - 1] in (0x20, 0x09):  # as _trim, without a second call per header
+        return (name, value.rstrip(b" \t"))
+    return item if type(item) is tuple else (name, value)
+
+
+def _trim(value: bytes) -> bytes:
+    """`value` without trailing spaces and tabs: RFC 9110 §5.5, they are not part of a field value (llhttp
+    keeps them); rule 10."""
+    size = len(value)
+    data = value  # as in special_name
+    if size and data[size - 1] in (0x20, 0x09):
+        return value.rstrip(b" \t")
+    return value
 
 
 def _target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
@@ -200,7 +278,9 @@ def _target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
         return b"*", b"", None
     else:
         raise HttpError(400, "request target is not origin-form or absolute-form")
-    if b"#" in rest:
+    # find, not `in`: `bytes in bytes` first tries the needle as an int and formats a TypeError it then
+    # discards (CPython 3.11), most of the cost of this function.
+    if rest.find(b"#") != -1:
         raise HttpError(400, "request target contains a fragment")
     question = rest.find(b"?")
     if question == -1:
@@ -226,6 +306,10 @@ _REQUEST_SPECIAL = frozenset(
         b"sec-websocket-version",
     }
 )
+_REQUEST_BY_LENGTH = names_by_length(_REQUEST_SPECIAL)
+# Connection tokens that remove nothing: protected names, and special names never forwarded anyway (only
+# Host and the WebSocket key and version are), so that the usual `Connection: keep-alive` filters nothing.
+_REQUEST_UNNAMED = PROTECTED | (_REQUEST_SPECIAL - {b"host", b"sec-websocket-key", b"sec-websocket-version"})
 
 
 def parse_request_head(
@@ -248,23 +332,23 @@ def parse_request_head(
     ws_key: bytes | None = None
     ws_version: bytes | None = None
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in raw_headers:
-        lower = name.lower()
+    for item in raw_headers:
+        name, value = item
+        lower = special_name(name, _REQUEST_BY_LENGTH)
+        if lower is None:
+            headers.append(_kept(item, name, value))
+            continue
         if lower == b"transfer-encoding":
             te_values.append(value)  # as sent: `chunked ` (trailing space) is a spelling variant (rule 6)
             continue
-        if value[-1:] in (b" ", b"\t"):
-            # RFC 9110 §5.5: trailing whitespace is not part of a field value (llhttp keeps it); rule 10.
-            value = value.rstrip(b" \t")
-        if lower not in _REQUEST_SPECIAL:
-            headers.append((name, value))
-        elif lower == b"host":
+        value = _trim(value)
+        if lower == b"host":
             hosts.append(value)
             headers.append((name, value))
         elif lower == b"content-length":
             content_length = value
         elif lower == b"connection":
-            connection_tokens.extend(_split_tokens(value))
+            _add_tokens(value, connection_tokens)
         elif lower == b"expect":
             expect = value.strip().lower()
         elif lower == b"upgrade":
@@ -299,7 +383,7 @@ def parse_request_head(
     if http11 and not hosts:
         raise HttpError(400, "missing Host header (required in HTTP/1.1)")
     host_header = hosts[0].strip() if hosts else b""
-    if host_header and not _HOST.match(host_header):
+    if host_header and not _valid_host(host_header):
         raise HttpError(400, "Host header is not a valid authority")
     path, query, authority = _target(method, url)
     if authority is not None:
@@ -310,9 +394,9 @@ def parse_request_head(
 
     # Rule 11: drop what Connection names, except protected headers.
     if connection_tokens:
-        named = {t for t in connection_tokens if t not in PROTECTED}
+        named = {t for t in connection_tokens if t not in _REQUEST_UNNAMED}
         if named:
-            headers = [(n, v) for n, v in headers if n.lower() not in named]
+            headers = _drop_named(headers, named)
 
     if expect is not None and expect != b"100-continue":
         raise HttpError(417, "only `Expect: 100-continue` is supported")
@@ -327,21 +411,23 @@ def parse_request_head(
             )
         websocket_key = ws_key
 
-    return RequestHead(
-        method,
-        path,
-        query,
-        b"1.1" if http11 else b"1.0",
-        normalize_host(host_header),
-        host_header,
-        headers,
-        body,
-        length,
-        keep_alive,
-        expect == b"100-continue" and body != NO_BODY,
-        websocket_key,
-        upgrade if websocket_key else b"",
-    )
+    # Made without calling the class: compiled, no argument tuple and no __init__ argument parsing, only the
+    # struct written. Every attribute of RequestHead.__init__ is set here.
+    head = RequestHead.__new__(RequestHead)
+    head.method = method
+    head.path = path
+    head.query = query
+    head.version = b"1.1" if http11 else b"1.0"
+    head.host = normalize_host(host_header)
+    head.host_header = host_header
+    head.headers = headers
+    head.body = body
+    head.content_length = length
+    head.keep_alive = keep_alive
+    head.expect_continue = expect == b"100-continue" and body != NO_BODY
+    head.websocket_key = websocket_key
+    head.upgrade = upgrade if websocket_key else b""
+    return head
 
 
 _RESPONSE_HOP = frozenset({b"keep-alive", b"proxy-connection", b"te", b"trailer"})
@@ -352,6 +438,10 @@ _RESPONSE_SPECIAL = _RESPONSE_HOP | {
     b"upgrade",
     b"sec-websocket-accept",
 }
+_RESPONSE_BY_LENGTH = names_by_length(_RESPONSE_SPECIAL)
+# As _REQUEST_UNNAMED: only Sec-WebSocket-Accept among the special names is forwarded; close and
+# keep-alive are the connection's own options.
+_RESPONSE_UNNAMED = PROTECTED | {b"close", b"keep-alive"} | (_RESPONSE_SPECIAL - {b"sec-websocket-accept"})
 
 
 def parse_response_head(
@@ -369,27 +459,34 @@ def parse_response_head(
     upgrade = b""
     accept: bytes | None = None
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in raw_headers:
-        lower = name.lower()
-        if lower not in _RESPONSE_SPECIAL:
-            # llhttp keeps trailing whitespace in values (RFC 9110 §5.5 says it is not part of them).
-            headers.append((name, value.rstrip(b" \t") if value[-1:] in (b" ", b"\t") else value))
+    for item in raw_headers:
+        name, value = item
+        lower = special_name(name, _RESPONSE_BY_LENGTH)
+        if lower is None:
+            headers.append(_kept(item, name, value))  # trailing whitespace trimmed (RFC 9110 §5.5)
         elif lower == b"content-length":
             content_length = (name, value)
         elif lower == b"transfer-encoding":
             te_values.append(value)
         elif lower == b"connection":
-            connection_tokens.extend(_split_tokens(value))
+            _add_tokens(value, connection_tokens)
         elif lower == b"upgrade":
             upgrade = value.strip()
         elif lower == b"sec-websocket-accept":
             accept = value.strip()
             headers.append((name, accept))
     if connection_tokens:
-        named = {t for t in connection_tokens if t not in PROTECTED and t not in (b"close", b"keep-alive")}
+        named = {t for t in connection_tokens if t not in _RESPONSE_UNNAMED}
         if named:
-            headers = [(n, v) for n, v in headers if n.lower() not in named]
-    head = ResponseHead(status, reason, headers, upgrade, accept)
+            headers = _drop_named(headers, named)
+    head = ResponseHead.__new__(ResponseHead)  # as in parse_request_head: every attribute is set here
+    head.status = status
+    head.reason = reason
+    head.headers = headers
+    head.upgrade = upgrade
+    head.websocket_accept = accept
+    head.content_length = 0
+    head.body = NO_BODY
     head.keep_alive = b"close" not in connection_tokens
     # RFC 9112 §6.3: HEAD, 1xx, 204 and 304 responses have no body, whatever the headers say; a
     # Content-Length there describes the representation and is passed on.
@@ -418,22 +515,38 @@ def serialize_head(
     first_line: bytes, headers: list[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]] | None = None
 ) -> bytes:
     """One bytes object for a head: `first line CRLF (name: value CRLF)* CRLF`, the `added` headers after
-    `headers` (so a caller need not copy a list only to append to it). The pieces are joined once: no
+    `headers` (so a caller need not copy a list only to append to it)."""
+    return serialize_pieces([first_line], headers, added)
+
+
+def serialize_pieces(
+    parts: list[bytes], headers: list[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
+    """As serialize_head, with the first line given as the pieces `parts` (which this extends and joins):
+    the caller need not format a first line only to have it copied again. The pieces are joined once: no
     `name: value` object is made per header."""
-    parts = [first_line]
+    _add_fields(parts, headers)
+    if added:
+        _add_fields(parts, added)
+    parts.append(b"\r\n\r\n")
+    return b"".join(parts)
+
+
+def _add_fields(parts: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
     for name, value in headers:
         parts.append(b"\r\n")
         parts.append(name)
         parts.append(b": ")
         parts.append(value)
-    if added:
-        for name, value in added:
-            parts.append(b"\r\n")
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-    parts.append(b"\r\n\r\n")
-    return b"".join(parts)
+
+
+_STATUS_LINES = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
+
+
+def status_line_start(status: int) -> bytes:
+    """`HTTP/1.1 <status> ` (the reason follows), without formatting it each time for the usual codes."""
+    start = _STATUS_LINES.get(status) if type(status) is int else None
+    return b"HTTP/1.1 %d " % status if start is None else start
 
 
 def chunk(data: bytes) -> bytes:
