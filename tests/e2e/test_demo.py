@@ -90,8 +90,10 @@ def test_demo_names_the_failing_step_and_stops_everything(tmp_path: Path) -> Non
             [SHIFTROUTE, "demo", "--workdir", str(workdir)], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     try:
-        wait_until(lambda: "Ctrl-C stops everything" in out_path.read_text(), 60, "the demo's step 6")
+        # Step 6's last line (the curl lines come between it and the step's title, written one by one).
+        wait_until(lambda: "shiftroute diagnose route" in out_path.read_text(), 60, "the demo's step 6")
         text = out_path.read_text()
+        assert "Ctrl-C stops everything" in text
         https = re.search(r"router ready: http 127\.0\.0\.1:\d+, https 127\.0\.0\.1:(\d+)", text)
         assert https is not None
         assert f"curl -kv --resolve httpd-rencrypt.apps.localhost:{https.group(1)}:127.0.0.1 " in text
