@@ -11,7 +11,6 @@ import hashlib
 import math
 import random
 import time
-from dataclasses import dataclass
 
 from shiftroute.routing.table import Backend, Server
 
@@ -20,12 +19,29 @@ FAILURES_TO_MARK_DOWN = 3
 DOWN_FOR = 10.0
 
 
-@dataclass(slots=True)
 class ServerState:
-    active: int = 0
-    consecutive_failures: int = 0
-    down_until: float = 0.0
-    checked_down: bool = False  # active health checks say down
+    """One endpoint's state. A plain class rather than a dataclass: compiled, it is an extension type
+    (balance.pxd), which a dataclass cannot be."""
+
+    __slots__ = ("active", "checked_down", "consecutive_failures", "down_until")
+
+    def __init__(
+        self,
+        active: int = 0,
+        consecutive_failures: int = 0,
+        down_until: float = 0.0,
+        checked_down: bool = False,
+    ) -> None:
+        self.active = active
+        self.consecutive_failures = consecutive_failures
+        self.down_until = down_until
+        self.checked_down = checked_down  # active health checks say down
+
+    def __repr__(self) -> str:
+        return (
+            f"ServerState(active={self.active!r}, consecutive_failures={self.consecutive_failures!r}, "
+            f"down_until={self.down_until!r}, checked_down={self.checked_down!r})"
+        )
 
     def usable(self, now: float) -> bool:
         return not self.checked_down and self.down_until <= now
@@ -34,12 +50,14 @@ class ServerState:
 class Registry:
     """Per-process endpoint state and round-robin positions."""
 
+    __slots__ = ("_rr", "servers")
+
     def __init__(self) -> None:
         self.servers: dict[str, ServerState] = {}
         self._rr: dict[tuple[str, str, int], dict[str, float]] = {}
 
     def state(self, server: Server) -> ServerState:
-        state = self.servers.get(server.id)
+        state: ServerState | None = self.servers.get(server.id)
         if state is None:
             state = self.servers[server.id] = ServerState()
         return state

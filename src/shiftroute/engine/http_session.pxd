@@ -6,6 +6,7 @@
 # visible to Python code as before.
 from shiftroute.engine.exchange cimport Exchange
 from shiftroute.engine.session_base cimport SessionBase
+from shiftroute.engine.upstream cimport UpstreamConnection
 
 
 cdef class HttpSession(SessionBase):

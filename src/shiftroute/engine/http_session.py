@@ -272,7 +272,9 @@ class HttpSession(SessionBase):
         assert backend is not None and server is not None
         ex.upstream = conn
         conn.owner = self
-        self.ctx.registry.state(server).active += 1
+        # A named local: Cython 3.1 miscompiles `registry.state(server).active += 1` (a C call's result).
+        state = self.ctx.registry.state(server)
+        state.active += 1
         ex.counted = True
         # One response parser per backend connection, pointed at the exchange it now answers.
         if conn.parser is None:
