@@ -328,7 +328,8 @@ class HttpsClientProtocol(_ClientBase):
     def finish(self) -> None:
         if self._tls is not None and self._phase == "http" and self.transport is not None and not self.closed:
             self.send_raw(self._tls.close_notify())
-        super().finish()
+        # The base class named, not super(): compiled, finish is a cpdef method, which has no __class__ cell.
+        _ClientBase.finish(self)
 
     def resume_writing(self) -> None:
         super().resume_writing()
