@@ -17,6 +17,10 @@ cdef class SessionBase:
     cdef public double _deadline
     cdef public bint closed, peer_closed
 
-    # Called per request on self: C calls.
+    # Called per request on self: C calls (_pump is HttpSession's, declared again in http_session.pxd).
+    cpdef _pump(self)
+    cpdef _arm(self, double seconds, str phase)
     cpdef _touch(self, double seconds)
+    cpdef _next(self)
     cpdef _release_server(self, Exchange ex)
+    cpdef finish(self)
