@@ -12,7 +12,9 @@ cdef class ServerState:
 
 
 cdef class Registry:
-    cdef public object servers, _rr
+    cdef public dict servers, _rr  # typed: `.get` is a C dict lookup
 
-    # Called per request (candidates, and the sessions' active counts): a C call from typed callers.
+    # Called per request (choosing a server, the sessions' active counts): C calls from typed callers.
     cpdef ServerState state(self, server)
+    cpdef list candidates(self, backend, exclude=*)
+    cpdef choose(self, backend, str client_ip, exclude=*)

@@ -18,6 +18,10 @@ from shiftroute.routing.table import Backend, Server
 FAILURES_TO_MARK_DOWN = 3
 DOWN_FOR = 10.0
 
+# Endpoint IDs already tried for a request. A named alias also keeps Cython from reading
+# `frozenset[str]` as a type of its own (Cython 3.3 then refuses the cpdef in balance.pxd).
+Exclude = frozenset[str]
+
 
 class ServerState:
     """One endpoint's state. A plain class rather than a dataclass: compiled, it is an extension type
@@ -73,7 +77,7 @@ class Registry:
         state.consecutive_failures = 0
         state.down_until = 0.0
 
-    def candidates(self, backend: Backend, exclude: frozenset[str] = frozenset()) -> list[Server]:
+    def candidates(self, backend: Backend, exclude: Exclude = frozenset()) -> list[Server]:
         """Servers that may take new traffic: weight > 0, healthy, under their connection cap. When every
         weighted server is marked down, try them anyway (a guess beats a certain 503)."""
         now = time.monotonic()
@@ -85,9 +89,7 @@ class Registry:
             pool = [s for s in pool if self.state(s).active < cap]
         return pool
 
-    def choose(
-        self, backend: Backend, client_ip: str, exclude: frozenset[str] = frozenset()
-    ) -> Server | None:
+    def choose(self, backend: Backend, client_ip: str, exclude: Exclude = frozenset()) -> Server | None:
         pool = self.candidates(backend, exclude)
         if not pool:
             return None
@@ -97,10 +99,14 @@ class Registry:
         if algorithm == "source":
             return _rendezvous(pool, client_ip)
         if algorithm == "leastconn":
-            return min(pool, key=lambda s: (self.state(s).active / s.weight, s.id))
+            return self._least_connections(pool)
         if algorithm == "random":
             return random.choices(pool, weights=[s.weight for s in pool])[0]
         return self._round_robin(backend, pool)
+
+    def _least_connections(self, pool: list[Server]) -> Server:
+        # Its own method: compiled, choose is a cpdef method, which cannot hold the key's closure.
+        return min(pool, key=lambda s: (self.state(s).active / s.weight, s.id))
 
     def _round_robin(self, backend: Backend, pool: list[Server]) -> Server:
         """Smooth weighted round-robin (as nginx does it): evenly interleaved, exact over a cycle."""

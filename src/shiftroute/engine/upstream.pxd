@@ -29,7 +29,8 @@ cdef class UpstreamConnection:
 
 
 cdef class Pool:
-    cdef public object _idle, _sessions, _sweeper
+    cdef public dict _idle, _sessions  # typed: `.get` and `.setdefault` are C dict calls
+    cdef public object _sweeper
     cdef public Py_ssize_t open
 
     cpdef UpstreamConnection take(self, key, owner)
