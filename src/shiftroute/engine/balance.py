@@ -11,7 +11,6 @@ import hashlib
 import math
 import random
 import time
-from dataclasses import dataclass
 
 from shiftroute.routing.table import Backend, Server
 
@@ -19,13 +18,34 @@ from shiftroute.routing.table import Backend, Server
 FAILURES_TO_MARK_DOWN = 3
 DOWN_FOR = 10.0
 
+# Endpoint IDs already tried for a request. A named alias also keeps Cython from reading
+# `frozenset[str]` as a type of its own (Cython 3.3 then refuses the cpdef in balance.pxd).
+Exclude = frozenset[str]
 
-@dataclass(slots=True)
+
 class ServerState:
-    active: int = 0
-    consecutive_failures: int = 0
-    down_until: float = 0.0
-    checked_down: bool = False  # active health checks say down
+    """One endpoint's state. A plain class rather than a dataclass: compiled, it is an extension type
+    (balance.pxd), which a dataclass cannot be."""
+
+    __slots__ = ("active", "checked_down", "consecutive_failures", "down_until")
+
+    def __init__(
+        self,
+        active: int = 0,
+        consecutive_failures: int = 0,
+        down_until: float = 0.0,
+        checked_down: bool = False,
+    ) -> None:
+        self.active = active
+        self.consecutive_failures = consecutive_failures
+        self.down_until = down_until
+        self.checked_down = checked_down  # active health checks say down
+
+    def __repr__(self) -> str:
+        return (
+            f"ServerState(active={self.active!r}, consecutive_failures={self.consecutive_failures!r}, "
+            f"down_until={self.down_until!r}, checked_down={self.checked_down!r})"
+        )
 
     def usable(self, now: float) -> bool:
         return not self.checked_down and self.down_until <= now
@@ -34,12 +54,14 @@ class ServerState:
 class Registry:
     """Per-process endpoint state and round-robin positions."""
 
+    __slots__ = ("_rr", "servers")
+
     def __init__(self) -> None:
         self.servers: dict[str, ServerState] = {}
         self._rr: dict[tuple[str, str, int], dict[str, float]] = {}
 
     def state(self, server: Server) -> ServerState:
-        state = self.servers.get(server.id)
+        state: ServerState | None = self.servers.get(server.id)
         if state is None:
             state = self.servers[server.id] = ServerState()
         return state
@@ -55,7 +77,7 @@ class Registry:
         state.consecutive_failures = 0
         state.down_until = 0.0
 
-    def candidates(self, backend: Backend, exclude: frozenset[str] = frozenset()) -> list[Server]:
+    def candidates(self, backend: Backend, exclude: Exclude = frozenset()) -> list[Server]:
         """Servers that may take new traffic: weight > 0, healthy, under their connection cap. When every
         weighted server is marked down, try them anyway (a guess beats a certain 503)."""
         now = time.monotonic()
@@ -67,9 +89,7 @@ class Registry:
             pool = [s for s in pool if self.state(s).active < cap]
         return pool
 
-    def choose(
-        self, backend: Backend, client_ip: str, exclude: frozenset[str] = frozenset()
-    ) -> Server | None:
+    def choose(self, backend: Backend, client_ip: str, exclude: Exclude = frozenset()) -> Server | None:
         pool = self.candidates(backend, exclude)
         if not pool:
             return None
@@ -79,10 +99,14 @@ class Registry:
         if algorithm == "source":
             return _rendezvous(pool, client_ip)
         if algorithm == "leastconn":
-            return min(pool, key=lambda s: (self.state(s).active / s.weight, s.id))
+            return self._least_connections(pool)
         if algorithm == "random":
             return random.choices(pool, weights=[s.weight for s in pool])[0]
         return self._round_robin(backend, pool)
+
+    def _least_connections(self, pool: list[Server]) -> Server:
+        # Its own method: compiled, choose is a cpdef method, which cannot hold the key's closure.
+        return min(pool, key=lambda s: (self.state(s).active / s.weight, s.id))
 
     def _round_robin(self, backend: Backend, pool: list[Server]) -> Server:
         """Smooth weighted round-robin (as nginx does it): evenly interleaved, exact over a cycle."""

@@ -112,6 +112,19 @@ class RateTracker:
 
 
 class RouterContext:
+    __slots__ = (
+        "access",
+        "access_log_enabled",
+        "connections",
+        "counters",
+        "draining",
+        "holder",
+        "limits",
+        "pool",
+        "rates",
+        "registry",
+    )
+
     def __init__(self, holder: TableHolder, limits: Limits, access_log_enabled: bool = True) -> None:
         self.holder = holder
         self.limits = limits

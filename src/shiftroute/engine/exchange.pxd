@@ -3,6 +3,7 @@
 # slots, so compiled code reads them directly. Every attribute a class sets must be declared here (the
 # compiled build raises AttributeError otherwise; the suite runs against the compiled build). `public`
 # keeps every attribute visible to Python code as before.
+from shiftroute.engine.upstream cimport UpstreamConnection
 from shiftroute.protocol.http1 cimport RequestHead, ResponseHead
 
 
@@ -13,7 +14,9 @@ cdef class Exchange:
     cdef public ResponseHead resp_head
     cdef public object backend, body_buffer, body_buffered, client_leftover, framing
     cdef public object resp_headers, resp_parser, resp_reason, sent, server, set_cookie, status, table
-    cdef public object tried, upstream
+    cdef public object tried
+    # Typed too (None when the exchange has no backend connection): `ex.upstream.closed` and the like.
+    cdef public UpstreamConnection upstream
     cdef public double started
     cdef public bint body_done, close_after, connecting, counted, done, request_sent, resp_started
     cdef public bint reused, upstream_extra

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import time
 
 import httptools
 
-from shiftroute.engine import decide
-from shiftroute.engine import headers as hdr
+# Names imported, not modules: compiled, a module global is a cached read; `module.name` would be a
+# generic attribute lookup on every request.
 from shiftroute.engine.context import RouterContext
+from shiftroute.engine.decide import MISDIRECTED, REDIRECT, admit_connection, admit_request, http_backend
 from shiftroute.engine.exchange import Downstream, Exchange, ResponseCallbacks
+from shiftroute.engine.headers import (
+    ClientInfo,
+    client_cookie,
+    client_framing,
+    client_head,
+    switching_head,
+    upstream_head,
+)
 from shiftroute.engine.request_reader import Refused, RequestReader, Upgraded
 from shiftroute.engine.session_base import SessionBase
 from shiftroute.engine.upstream import ConnectError, UpstreamConnection
@@ -46,7 +56,7 @@ class HttpSession(SessionBase):
     def __init__(self, ctx: RouterContext, down: Downstream) -> None:
         super().__init__(ctx, down)
         self.reader = RequestReader(self, ctx.limits, ctx.holder)
-        self._client_info: hdr.ClientInfo | None = None
+        self._client_info: ClientInfo | None = None
         self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
         self._hold_clean = False  # nothing of the held response has reached the client yet
         self._arm(ctx.limits.head_timeout, "head")
@@ -151,15 +161,14 @@ class HttpSession(SessionBase):
     def _route(self, ex: Exchange) -> None:
         head = ex.head
         down = self.down
-        decision = decide.http_backend(ex.table, head, down.secure, down.sni)
-        if decision == decide.REDIRECT:
-            self._redirect(ex)
-            return
-        if decision == decide.MISDIRECTED:
-            self._local(ex, responses.error_cached(421), 421, close=True)
-            return
-        if not isinstance(decision, Backend):
-            self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
+        decision = http_backend(ex.table, head, down.secure, down.sni)
+        if not isinstance(decision, Backend):  # checked first: a route is the usual answer
+            if decision == REDIRECT:
+                self._redirect(ex)
+            elif decision == MISDIRECTED:
+                self._local(ex, responses.error_cached(421), 421, close=True)
+            else:
+                self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
             return
         backend = decision
         ex.backend = backend
@@ -172,10 +181,10 @@ class HttpSession(SessionBase):
     def _admit_client(self, backend: Backend) -> bool:
         ip = self.down.peer_ip
         if backend.label not in self._counted_routes:
-            if not decide.admit_connection(self.ctx, backend, ip):
+            if not admit_connection(self.ctx, backend, ip):
                 return False
             self._counted_routes.add(backend.label)
-        return decide.admit_request(self.ctx, backend, ip)
+        return admit_request(self.ctx, backend, ip)
 
     def _redirect(self, ex: Exchange) -> None:
         location = b"https://" + ex.head.host.encode() + ex.head.path + ex.head.query
@@ -188,7 +197,7 @@ class HttpSession(SessionBase):
         registry = self.ctx.registry
         server = None
         if backend.cookie_prefix is not None and not ex.tried:
-            value = hdr.client_cookie(ex.head, backend.cookie_prefix)
+            value = client_cookie(ex.head, backend.cookie_prefix)
             if value is not None:
                 server = registry.pinned(backend, value.decode("latin-1"))
         if server is None:
@@ -231,7 +240,8 @@ class HttpSession(SessionBase):
                 server.address, server.port, context, hostname, self, backend.timeouts.connect
             )
         )
-        task.add_done_callback(lambda t: self._connected(ex, server, t))
+        # A partial, not a lambda: compiled, _open is a cpdef method, which cannot hold a closure.
+        task.add_done_callback(functools.partial(self._connected, ex, server))
 
     def _connected(self, ex: Exchange, server: Server, task: asyncio.Task[UpstreamConnection]) -> None:
         ex.connecting = False
@@ -272,23 +282,26 @@ class HttpSession(SessionBase):
         assert backend is not None and server is not None
         ex.upstream = conn
         conn.owner = self
-        self.ctx.registry.state(server).active += 1
+        # A named local: Cython 3.1 miscompiles `registry.state(server).active += 1` (a C call's result).
+        state = self.ctx.registry.state(server)
+        state.active += 1
         ex.counted = True
         # One response parser per backend connection, pointed at the exchange it now answers.
         if conn.parser is None:
             conn.callbacks = ResponseCallbacks(self, ex)
             conn.parser = httptools.HttpResponseParser(conn.callbacks)
         else:
-            callbacks = conn.callbacks
+            callbacks: ResponseCallbacks = conn.callbacks  # typed: two struct writes when compiled
             assert callbacks is not None
             callbacks.session, callbacks.ex = self, ex
         ex.resp_parser = conn.parser
         if self._client_info is None:
-            self._client_info = hdr.ClientInfo(self.down.peer_ip, self.down.local_port, self.down.secure)
-        head = hdr.upstream_head(ex.head, backend, server, self._client_info)
+            self._client_info = ClientInfo(self.down.peer_ip, self.down.local_port, self.down.secure)
+        head = upstream_head(ex.head, backend, server, self._client_info)
         if ex.body_buffer:
             if ex.head.body == CHUNKED:
-                body = b"".join(chunk(piece) for piece in ex.body_buffer)
+                # A list, not a generator: compiled, _attach is a cpdef method, which cannot hold a closure.
+                body = b"".join([chunk(piece) for piece in ex.body_buffer])
             else:
                 body = b"".join(ex.body_buffer)
             ex.body_buffer = []
@@ -402,7 +415,7 @@ class HttpSession(SessionBase):
             raise HttpError(502, "no upgrade")
         ex.resp_head = head
         ex.status = status
-        ex.framing = hdr.client_framing(head, ex.head)
+        ex.framing = client_framing(head, ex.head)
         keep = (
             not ex.close_after
             and not self.peer_closed
@@ -411,7 +424,7 @@ class HttpSession(SessionBase):
         )
         if not keep:
             ex.close_after = True
-        data = hdr.client_head(head, ex.head, ex.backend, ex.framing, ex.set_cookie, self.down.secure, keep)
+        data = client_head(head, ex.head, ex.backend, ex.framing, ex.set_cookie, self.down.secure, keep)
         ex.resp_started = True
         ex.sent += len(data)
         self._to_client(data)
@@ -520,7 +533,7 @@ class HttpSession(SessionBase):
         ex.status = 101
         self.tunnel = ex
         ex.resp_started = True
-        self.down.send(hdr.switching_head(head))
+        self.down.send(switching_head(head))
         if backend_rest:
             self.down.send(backend_rest)
         backend = ex.backend

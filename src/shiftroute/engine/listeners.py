@@ -6,25 +6,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine.context import RouterContext
-from shiftroute.engine.http_session import HttpSession
 from shiftroute.engine.passthrough import Passthrough
 from shiftroute.engine.tls import TlsLayer
 from shiftroute.protocol import responses
 from shiftroute.protocol.tls_hello import ClientHelloError, NotTLSError, parse_client_hello
 
+if TYPE_CHECKING:
+    from shiftroute.engine.http_session import HttpSession
+
 log = logging.getLogger("shiftroute.engine")
 
 
-class _ClientBase(asyncio.Protocol):
-    """What both listeners share: the Downstream interface of HttpSession, limits and bookkeeping."""
+def _new_session(ctx: RouterContext, down: _ClientBase) -> HttpSession:
+    # Imported here, not at the top: compiled, the session's base type cimports _ClientBase
+    # (session_base.pxd), so importing http_session imports this module first, and a top-level import back
+    # would find http_session half made. Once per connection; the import is then a sys.modules lookup.
+    from shiftroute.engine.http_session import HttpSession
 
-    secure = False
+    return HttpSession(ctx, down)
+
+
+class _ClientBase:
+    """What both listeners share: the Downstream interface of HttpSession, limits and bookkeeping.
+
+    An asyncio protocol by its methods, not by inheritance: compiled, the listeners are extension types
+    (listeners.pxd), which cannot subclass asyncio.Protocol; uvloop and asyncio take any object with the
+    protocol's methods (router.py casts the factories for mypy)."""
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
+        self.secure = False  # an instance attribute (in the C struct when compiled), set by the HTTPS one
         self.transport: asyncio.Transport | None = None
         # Kept (protocols are made by the listening loop): asyncio.get_running_loop() makes a getpid()
         # system call each time (CPython 3.11), and the relay asks for the time on every piece it moves.
@@ -117,6 +131,10 @@ class _ClientBase(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def send(self, data: bytes) -> None:
+        """To the client (each listener its own way); declared here so the session can call it in C."""
+        raise NotImplementedError
+
     @property
     def idle(self) -> bool:
         """No request in flight: safe to close when draining."""
@@ -130,7 +148,7 @@ class HttpClientProtocol(_ClientBase):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self in self.ctx.connections:
-            self.session = HttpSession(self.ctx, self)
+            self.session = _new_session(self.ctx, self)
 
     def data_received(self, data: bytes) -> None:
         if self.session is not None and not self.lingering:
@@ -153,10 +171,9 @@ class HttpsClientProtocol(_ClientBase):
     """The HTTPS listener (OpenShift: port 443): read the ClientHello without terminating; relay it to a
     passthrough route chosen by SNI, or terminate TLS with the route's or the default certificate."""
 
-    secure = True
-
     def __init__(self, ctx: RouterContext, default_context: Any) -> None:
         super().__init__(ctx)
+        self.secure = True
         self._default_context = default_context  # a callable returning the current default SSLContext
         self._hello = bytearray()
         self._tls: TlsLayer | None = None
@@ -288,7 +305,7 @@ class HttpsClientProtocol(_ClientBase):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self.session = HttpSession(self.ctx, self)
+            self.session = _new_session(self.ctx, self)
         session = self.session
         if session is not None:
             for piece in pieces:
@@ -311,7 +328,8 @@ class HttpsClientProtocol(_ClientBase):
     def finish(self) -> None:
         if self._tls is not None and self._phase == "http" and self.transport is not None and not self.closed:
             self.send_raw(self._tls.close_notify())
-        super().finish()
+        # The base class named, not super(): compiled, finish is a cpdef method, which has no __class__ cell.
+        _ClientBase.finish(self)
 
     def resume_writing(self) -> None:
         super().resume_writing()

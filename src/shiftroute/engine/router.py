@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from shiftroute import accel
 from shiftroute.admin import metrics
@@ -178,7 +178,8 @@ class Router:
         # route yet, and a restarted router would answer 503s, where OpenShift's router starts HAProxy
         # only after its first sync.
         http = await loop.create_server(
-            lambda: HttpClientProtocol(self.ctx),
+            # The listeners are protocols by their methods, not by inheritance (listeners.py).
+            lambda: cast(asyncio.Protocol, HttpClientProtocol(self.ctx)),
             host,
             cfg.http_port,
             reuse_port=True,
@@ -186,7 +187,7 @@ class Router:
             start_serving=False,
         )
         https = await loop.create_server(
-            lambda: HttpsClientProtocol(self.ctx, self.default_context),
+            lambda: cast(asyncio.Protocol, HttpsClientProtocol(self.ctx, self.default_context)),
             host,
             cfg.https_port,
             reuse_port=True,

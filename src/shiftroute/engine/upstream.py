@@ -22,6 +22,10 @@ log = logging.getLogger("shiftroute.engine")
 POOL_IDLE_TIMEOUT = 4.0
 MAX_IDLE_PER_ENDPOINT = 64
 
+# An endpoint's key in the pool: address, port, TLS context, SNI. A named alias also keeps Cython from
+# reading `tuple[object, ...]` as a type of its own (Cython 3.3 then refuses the cpdef in upstream.pxd).
+PoolKey = tuple[object, ...]
+
 
 class UpstreamOwner(Protocol):
     def upstream_data(self, data: bytes) -> None: ...
@@ -58,7 +62,10 @@ def describe_connect_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    """One connection to an endpoint: an asyncio protocol by its methods, not by inheritance (an extension
+    type when compiled, which cannot subclass asyncio.Protocol; see upstream.pxd)."""
+
     __slots__ = (
         "_handshake",
         "_loop",
@@ -75,7 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: Pool, key: tuple[object, ...], tls: TlsLayer | None) -> None:
+    def __init__(self, pool: Pool, key: PoolKey, tls: TlsLayer | None) -> None:
         self.pool = pool
         self.key = key
         self.tls = tls
@@ -197,10 +204,10 @@ class Pool:
     """Idle connections per endpoint key (address, port, TLS context, SNI), newest first."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[object, ...], list[UpstreamConnection]] = {}
+        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
         # The last TLS session per endpoint key: a new connection resumes it (an abbreviated handshake
         # instead of a full one, as HAProxy does with its backend SSL session cache).
-        self._sessions: dict[tuple[object, ...], ssl.SSLSession] = {}
+        self._sessions: dict[PoolKey, ssl.SSLSession] = {}
         self.open = 0
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -220,13 +227,12 @@ class Pool:
             self._sweeper = loop.call_later(1.0, self._sweep)
 
     @staticmethod
-    def key_for(
-        address: str, port: int, context: ssl.SSLContext | None, hostname: str | None
-    ) -> tuple[object, ...]:
+    def key_for(address: str, port: int, context: ssl.SSLContext | None, hostname: str | None) -> PoolKey:
         return (address, port, id(context) if context is not None else 0, hostname)
 
-    def take(self, key: tuple[object, ...], owner: UpstreamOwner) -> UpstreamConnection | None:
+    def take(self, key: PoolKey, owner: UpstreamOwner) -> UpstreamConnection | None:
         idle = self._idle.get(key)
+        conn: UpstreamConnection  # typed: its attributes are struct reads when compiled
         while idle:
             conn = idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
@@ -286,18 +292,20 @@ class Pool:
         key = self.key_for(address, port, context, hostname)
         session = self._sessions.get(key) if context is not None else None
 
-        def factory() -> UpstreamConnection:
+        def factory() -> asyncio.Protocol:
             tls = (
                 TlsLayer(context, server_side=False, server_hostname=hostname, session=session)
                 if context
                 else None
             )
-            return UpstreamConnection(self, key, tls)
+            # A protocol by its methods, not by inheritance (see UpstreamConnection).
+            return cast(asyncio.Protocol, UpstreamConnection(self, key, tls))
 
         conn: UpstreamConnection | None = None
         try:
             async with asyncio.timeout(timeout):
-                _transport, conn = await loop.create_connection(factory, address, port)
+                _transport, protocol = await loop.create_connection(factory, address, port)
+                conn = cast(UpstreamConnection, protocol)
                 self.open += 1
                 if conn._handshake is not None:
                     await conn._handshake

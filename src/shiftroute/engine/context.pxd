@@ -1,0 +1,15 @@
+# Cython declarations for context.py, read when setup.py compiles it (ignored by Python): RouterContext
+# becomes an extension type whose attributes live in the object's C struct, and its registry and pool are
+# typed, so the sessions (which cimport it: session_base.pxd) reach `ctx.pool`, `ctx.registry` and their
+# attributes directly. Every attribute the class sets must be declared here (the compiled build raises
+# AttributeError otherwise; the suite runs against the compiled build). `public` keeps every attribute
+# visible to Python code as before.
+from shiftroute.engine.balance cimport Registry
+from shiftroute.engine.upstream cimport Pool
+
+
+cdef class RouterContext:
+    cdef public object holder, limits, counters, rates, access, connections
+    cdef public Registry registry
+    cdef public Pool pool
+    cdef public bint access_log_enabled, draining

@@ -1,0 +1,40 @@
+# Cython declarations for listeners.py, read when setup.py compiles it (ignored by Python): the client
+# protocols become extension types whose attributes live in the object's C struct, so their own methods
+# and the session (session_base.pxd types `down` as _ClientBase) read them directly, and the Downstream
+# methods the session calls per request are cpdef: C calls from typed callers, ordinary methods to Python.
+# Every attribute a class sets must be declared here (the compiled build raises AttributeError otherwise;
+# the suite runs against the compiled build). `public` keeps every attribute visible to Python code.
+#
+# An extension type cannot subclass asyncio.Protocol (a Python class): the listeners do not, in either
+# build. uvloop and asyncio take any object with the protocol's methods (uvloop only asks whether it has
+# `get_buffer`, for BufferedProtocol).
+from shiftroute.engine.context cimport RouterContext
+from shiftroute.engine.tls cimport TlsLayer
+
+
+cdef class _ClientBase:
+    cdef public RouterContext ctx
+    cdef public object transport, loop, session, peer_ip, local_port, sni, _linger_timer
+    cdef public bint secure, writing_paused, _reading_paused, closed, lingering, peer_eof
+    cdef object __weakref__  # a closed connection's release is tested through a weak reference
+
+    cpdef pause_reading(self)
+    cpdef resume_reading(self)
+    cpdef finish(self)
+    cpdef abort(self)
+    cpdef send(self, bytes data)
+
+
+cdef class HttpClientProtocol(_ClientBase):
+    cpdef send(self, bytes data)
+
+
+cdef class HttpsClientProtocol(_ClientBase):
+    cdef public object _default_context, _hello, _passthrough, _phase, _timer
+    cdef public TlsLayer _tls
+    cdef public double deadline
+
+    cpdef _decrypt(self, bytes data)
+    cpdef send_raw(self, bytes data)
+    cpdef send(self, bytes data)
+    cpdef finish(self)
