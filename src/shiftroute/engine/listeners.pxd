@@ -26,7 +26,7 @@ cdef class _ClientBase:
 
 
 cdef class HttpClientProtocol(_ClientBase):
-    cpdef send(self, bytes data)
+    pass
 
 
 cdef class HttpsClientProtocol(_ClientBase):

@@ -132,8 +132,10 @@ class _ClientBase:
             self.transport.abort()
 
     def send(self, data: bytes) -> None:
-        """To the client (each listener its own way); declared here so the session can call it in C."""
-        raise NotImplementedError
+        """To the client as it is (the HTTP listener; the HTTPS one encrypts first). Defined here, on the
+        type the session holds, so that the session's call is a C call when compiled."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
 
     @property
     def idle(self) -> bool:
@@ -161,10 +163,6 @@ class HttpClientProtocol(_ClientBase):
         if self.session is not None:
             self.session.peer_eof()
         return True
-
-    def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
 
 
 class HttpsClientProtocol(_ClientBase):
