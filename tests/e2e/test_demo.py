@@ -104,8 +104,13 @@ def test_demo_names_the_failing_step_and_stops_everything(tmp_path: Path) -> Non
         assert demo.wait(30) == 1
     finally:
         if demo.poll() is None:
-            demo.kill()
-            demo.wait(10)
+            # Ctrl-C first: the demo stops what it started (a SIGKILL would leave its router and apps).
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(20)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(10)
     text = out_path.read_text()
     assert "demo failed at step 6 (running): router exited with -9" in text
     for port in app_ports:
