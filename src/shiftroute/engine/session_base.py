@@ -19,6 +19,7 @@ class SessionBase:
         self.ctx = ctx
         self.down = down
         self.loop = asyncio.get_running_loop()
+        self._clock = self.loop.time  # the bound method kept: no method lookup on every deadline move
         self.queue: deque[Exchange] = deque()
         self.closed = False
         self.tunnel: Exchange | None = None
@@ -27,6 +28,7 @@ class SessionBase:
         self._counted_routes: set[str] = set()
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when _timer fires (kept rather than asked of the handle each time)
         self._phase = "head"
 
     # -- what the HTTP flow provides -------------------------------------------------------------------
@@ -47,20 +49,22 @@ class SessionBase:
 
     def _touch(self, seconds: float) -> None:
         """Move the deadline; the timer is only rescheduled when the deadline comes earlier."""
-        deadline = self.loop.time() + seconds
+        deadline = self._clock() + seconds
         self._deadline = deadline
         timer = self._timer
-        if timer is not None and timer.when() <= deadline:
-            return  # fires first, sees the later deadline and re-arms itself
         if timer is not None:
+            if self._timer_at <= deadline:
+                return  # fires first, sees the later deadline and re-arms itself
             timer.cancel()
+        self._timer_at = deadline
         self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         if self.closed:
             return
-        if self.loop.time() < self._deadline:
+        if self._clock() < self._deadline:
+            self._timer_at = self._deadline
             self._timer = self.loop.call_at(self._deadline, self._on_timer)
             return
         phase = self._phase
