@@ -321,3 +321,33 @@ def test_host_switch_on_a_kept_alive_tls_connection_is_421(env: Env) -> None:
         assert (response.status, response.header("Connection")) == (421, "close")
         assert conn.is_closed()
     assert [seen.path for seen in env.backend.received] == ["/first"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 6\r\n\r\nSECRET", id="second-response"
+        ),
+        pytest.param(b"SECRET X-Smuggled: 1\r\n\r\n", id="not-http"),
+    ],
+)
+def test_bytes_after_a_complete_response_are_not_forwarded_and_that_connection_is_dropped(
+    env: Env, extra: bytes
+) -> None:
+    """hardening.md rule 12: a backend that sends more than the response it was asked for (in the same
+    packet) has broken HTTP/1.1 framing on that connection. The client gets the one response, never the
+    extra bytes (not even as the answer to its next request), and that backend connection is not used
+    again (HAProxy, likewise, does not keep a server connection that sent data nobody asked for)."""
+    env.backend.respond = lambda _r: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + extra
+    with Connection(env.router.http) as conn:
+        conn.send(build_request("GET", "/", HOST))
+        first = conn.read_response()
+        assert first.status == 200 and first.body == b"hello"
+        env.backend.respond = hello_response
+        conn.send(build_request("GET", "/next", HOST))
+        second = conn.read_response()
+    assert second.status == 200 and second.header("X-Smuggled") is None, (second.status, second.headers)
+    assert b"SECRET" not in second.body
+    assert [r.path for r in env.backend.received] == ["/", "/next"]
+    assert env.backend.received[1].connection != env.backend.received[0].connection

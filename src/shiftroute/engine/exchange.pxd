@@ -23,5 +23,5 @@ cdef class Exchange:
 
 
 cdef class ResponseCallbacks:
-    cdef public object session
+    cdef public object session, conn
     cdef public Exchange ex

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from shiftroute.engine.upstream import UpstreamConnection
-from shiftroute.protocol.http1 import NO_BODY, RequestHead, ResponseHead
+from shiftroute.protocol.http1 import NO_BODY, HttpError, RequestHead, ResponseHead
 from shiftroute.routing.table import Backend, RoutingTable, Server
 
 if TYPE_CHECKING:
@@ -102,13 +102,19 @@ class Exchange:
 class ResponseCallbacks:
     """httptools response-parser callbacks, forwarded to the session for the exchange they belong to."""
 
-    __slots__ = ("ex", "session")
+    __slots__ = ("conn", "ex", "session")
 
-    def __init__(self, session: HttpSession, ex: Exchange) -> None:
+    def __init__(self, session: HttpSession, ex: Exchange, conn: UpstreamConnection) -> None:
         self.session = session
         self.ex = ex
+        self.conn = conn  # the backend connection whose parser calls these (one per connection)
 
     def on_message_begin(self) -> None:
+        if self.ex.done:
+            # A second message in what the backend sent after the response it owed (hardening.md rule 12):
+            # nothing of it reaches the client, and the connection is not used again. Raising stops llhttp.
+            self.session._backend_sent_extra(self.ex, self.conn)
+            raise HttpError(502, "backend sent more than its response")
         self.ex.resp_headers = []
 
     def on_status(self, reason: bytes) -> None:

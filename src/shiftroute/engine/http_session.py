@@ -288,7 +288,7 @@ class HttpSession(SessionBase):
         ex.counted = True
         # One response parser per backend connection, pointed at the exchange it now answers.
         if conn.parser is None:
-            conn.callbacks = ResponseCallbacks(self, ex)
+            conn.callbacks = ResponseCallbacks(self, ex, conn)
             conn.parser = httptools.HttpResponseParser(conn.callbacks)
         else:
             callbacks: ResponseCallbacks = conn.callbacks  # typed: two struct writes when compiled
@@ -334,6 +334,7 @@ class HttpSession(SessionBase):
         # it, so a response that is bad within its first read gets a clean 502 and nothing of it goes out.
         self._hold = []
         self._hold_clean = not ex.resp_started
+        conn = ex.upstream  # _response_complete lets go of it when the response ends within this read
         try:
             ex.resp_parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -344,6 +345,8 @@ class HttpSession(SessionBase):
         except httptools.HttpParserError as exc:
             if not ex.done:
                 self._bad_response(ex, f"bad response from backend: {exc}")
+            elif conn is not None:
+                self._backend_sent_extra(ex, conn)  # bytes after the response that are not even HTTP
         self._flush()
         if self.down.writing_paused and ex.upstream is not None:
             ex.upstream.pause_reading()
@@ -496,6 +499,18 @@ class HttpSession(SessionBase):
             self.finish()
             return
         self._next()
+
+    def _backend_sent_extra(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        """hardening.md rule 12: the backend sent more than the response it owed, in the same read. The
+        response itself went out (it was complete); the rest is dropped with the connection, which may
+        have been pooled a moment ago (Pool.take skips a closed one), as an unasked-for byte on an idle
+        pooled connection closes it (UpstreamConnection._unexpected)."""
+        if ex.backend is not None:
+            self.ctx.log_failure(
+                ex.backend, ex.server.label if ex.server else "-", "backend sent more than its response"
+            )
+        conn.owner = None
+        conn.close()
 
     def _bad_response(self, ex: Exchange, reason: str) -> None:
         """hardening.md rule 12: bad framing from the backend is a 502, nothing of it is forwarded."""
