@@ -128,6 +128,11 @@ class UpstreamConnection:
         handshake = self._handshake
         if handshake is not None and tls.handshake_done and not handshake.done():
             handshake.set_result(None)
+        if len(pieces) > 1:
+            # What one read decrypted (up to 16 records of a large body) goes to the session in one piece,
+            # as a plain backend's read does: then one TLS write and one send to the client, not one of
+            # each per 16 KiB record.
+            pieces = [b"".join(pieces)]
         for piece in pieces:
             if self.owner is None:
                 self._unexpected()
