@@ -14,8 +14,6 @@ import uvloop
 
 from shiftroute.engine import splice, splice_syscall
 
-pytestmark = pytest.mark.skipif(not splice.AVAILABLE, reason="splice(2) is Linux-only")
-
 
 def test_python_splice_moves_bytes_then_reports_eof_and_eagain() -> None:
     a, b = socket.socketpair()

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import functools
 import hashlib
-import time
 
 import httptools
 
@@ -585,13 +584,7 @@ class HttpSession(SessionBase):
             self.down.pause_reading()
             self._pump()
             return
-        ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.resp_started:
-            self.abort()
-            return
-        self.down.send(responses.error(status, reason))
-        self.ctx.log_request(None, "", b"-", b"-", status, 0, time.monotonic(), self.down.peer_ip)
-        self.finish()
+        SessionBase._reject(self, status, reason)
 
 
 __all__ = ["LENGTH", "Downstream", "HttpSession"]

@@ -6,6 +6,7 @@ abort. HttpSession adds what happens to requests and responses in between.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from shiftroute.engine import decide
@@ -38,8 +39,18 @@ class SessionBase:
         raise NotImplementedError
 
     def _reject(self, status: int, reason: str) -> None:
-        """Refuse a request the router will not parse: status, Connection: close, nothing forwarded."""
-        raise NotImplementedError
+        """Refuse with `status`: the error page with `Connection: close`, logged, and the connection closes
+        (nothing of the refused request was forwarded). A response already under way is cut off instead.
+        HttpSession first answers the pipelined requests received whole before the bad bytes."""
+        if self.closed:
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.resp_started:
+            self.abort()
+            return
+        self.down.send(responses.error(status, reason))
+        self.ctx.log_request(None, "", b"-", b"-", status, 0, time.monotonic(), self.down.peer_ip)
+        self.finish()
 
     # -- timers (one lazy timer per connection; activity only moves the deadline) ----------------------
 
