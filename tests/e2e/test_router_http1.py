@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import make_cli, wait_until
 from tests.e2e.helpers import Cli, service, wait_serving
-from tests.e2e.support.backend import Backend, hello_response
+from tests.e2e.support.backend import Backend, Received, hello_response
 from tests.e2e.support.client import Connection, build_request, get
 from tests.e2e.support.router import RouterProcess
 
@@ -347,6 +347,31 @@ def test_bytes_after_a_complete_response_are_not_forwarded_and_that_connection_i
         env.backend.respond = hello_response
         conn.send(build_request("GET", "/next", HOST))
         second = conn.read_response()
+    assert second.status == 200 and second.header("X-Smuggled") is None, (second.status, second.headers)
+    assert b"SECRET" not in second.body
+    assert [r.path for r in env.backend.received] == ["/", "/next"]
+    assert env.backend.received[1].connection != env.backend.received[0].connection
+
+
+def test_extra_response_is_not_taken_for_the_answer_to_a_pipelined_request(env: Env) -> None:
+    """As above, with the client's next request already waiting (pipelined): the router must not send it
+    on the connection whose read it is still parsing, where the backend's extra response would then be
+    taken for its answer."""
+
+    def respond(request: Received) -> bytes:
+        if request.path == "/":
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                b"HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 6\r\n\r\nSECRET"
+            )
+        return hello_response(request)
+
+    env.backend.respond = respond
+    with Connection(env.router.http) as conn:
+        conn.send(build_request("GET", "/", HOST) + build_request("GET", "/next", HOST))
+        first = conn.read_response()
+        second = conn.read_response()
+    assert first.status == 200 and first.body == b"hello"
     assert second.status == 200 and second.header("X-Smuggled") is None, (second.status, second.headers)
     assert b"SECRET" not in second.body
     assert [r.path for r in env.backend.received] == ["/", "/next"]

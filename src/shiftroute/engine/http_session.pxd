@@ -11,6 +11,7 @@ from shiftroute.engine.upstream cimport UpstreamConnection
 
 cdef class HttpSession(SessionBase):
     cdef public object reader, _client_info, _hold
+    cdef public UpstreamConnection _returning
     cdef public bint _hold_clean
 
     # The steps of a request, called on self: C calls rather than method lookups (Python sees them as before).

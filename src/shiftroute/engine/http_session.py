@@ -58,6 +58,7 @@ class HttpSession(SessionBase):
         self._client_info: ClientInfo | None = None
         self._hold: list[bytes] | None = None  # response bytes held back during one upstream read
         self._hold_clean = False  # nothing of the held response has reached the client yet
+        self._returning: UpstreamConnection | None = None  # to the pool once its read is parsed
         self._arm(ctx.limits.head_timeout, "head")
 
     # -- client bytes in -----------------------------------------------------------------------------
@@ -334,6 +335,7 @@ class HttpSession(SessionBase):
         self._hold = []
         self._hold_clean = not ex.resp_started
         conn = ex.upstream  # _response_complete lets go of it when the response ends within this read
+        self._returning = None
         try:
             ex.resp_parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -346,6 +348,9 @@ class HttpSession(SessionBase):
                 self._bad_response(ex, f"bad response from backend: {exc}")
             elif conn is not None:
                 self._backend_sent_extra(ex, conn)  # bytes after the response that are not even HTTP
+        returning, self._returning = self._returning, None
+        if returning is not None:
+            self.ctx.pool.give_back(returning)  # (not if the rest of the read closed it: give_back checks)
         self._flush()
         if self.down.writing_paused and ex.upstream is not None:
             ex.upstream.pause_reading()
@@ -488,7 +493,10 @@ class HttpSession(SessionBase):
                 and ex.resp_head.body != UNTIL_CLOSE
             )
             if reusable:
-                self.ctx.pool.give_back(conn)
+                # Back into the pool once llhttp has seen the rest of this read (upstream_data): were it
+                # pooled now, a pipelined request pumped below could take it, and bytes the backend sent
+                # after this response would be taken for that request's answer (rule 12).
+                self._returning = conn
             else:
                 self.ctx.pool.remember_session(conn)
                 conn.close()
@@ -501,9 +509,9 @@ class HttpSession(SessionBase):
 
     def _backend_sent_extra(self, ex: Exchange, conn: UpstreamConnection) -> None:
         """hardening.md rule 12: the backend sent more than the response it owed, in the same read. The
-        response itself went out (it was complete); the rest is dropped with the connection, which may
-        have been pooled a moment ago (Pool.take skips a closed one), as an unasked-for byte on an idle
-        pooled connection closes it (UpstreamConnection._unexpected)."""
+        response itself went out (it was complete); the rest is dropped with the connection (not yet back
+        in the pool: see _response_complete), as an unasked-for byte on an idle pooled connection closes
+        it (UpstreamConnection._unexpected)."""
         if ex.backend is not None:
             self.ctx.log_failure(
                 ex.backend, ex.server.label if ex.server else "-", "backend sent more than its response"
