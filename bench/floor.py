@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -104,11 +106,137 @@ class _Client(_Side):
             self.transport.resume_reading()
 
 
-async def _serve(endpoint_port: int, port_file: Path) -> None:
+class _RawEndpointClient(asyncio.Protocol):
+    """The client on a uvloop transport, the endpoint on a plain non-blocking socket: connect(2) watched
+    with add_writer, recv(2) on add_reader, send(2) straight from the client's data_received. No task,
+    no coroutine and no second transport per connection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, endpoint_port: int) -> None:
+        self.loop, self.endpoint_port = loop, endpoint_port
+        self.transport: Any = None
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.connected = False
+        self.pending: list[bytes] = []  # for the endpoint: before it accepted, or what it could not take
+        self.client_eof = False
+        self.endpoint_eof = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.sock is None:
+            sock = self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.fd = sock.fileno()
+            self.pending.append(data)
+            self.transport.pause_reading()
+            err = sock.connect_ex(("127.0.0.1", self.endpoint_port))
+            if err not in (0, errno.EINPROGRESS):
+                self._abort()
+                return
+            self.loop.add_writer(self.fd, self._connected)
+            return
+        if not self.connected or self.pending:
+            self.pending.append(data)
+            return
+        self._send(data)
+
+    def _connected(self) -> None:
+        self.loop.remove_writer(self.fd)
+        assert self.sock is not None
+        if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._abort()
+            return
+        self.connected = True
+        self.loop.add_reader(self.fd, self._readable)
+        pending, self.pending = self.pending, []
+        if pending:
+            self._send(b"".join(pending))
+        if self.client_eof and not self.pending:
+            self.sock.shutdown(socket.SHUT_WR)
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _send(self, data: bytes) -> None:
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._abort()
+            return
+        if sent < len(data):
+            self.pending.append(data[sent:])
+            self.transport.pause_reading()
+            self.loop.add_writer(self.fd, self._flush)
+
+    def _flush(self) -> None:
+        self.loop.remove_writer(self.fd)
+        pending, self.pending = self.pending, []
+        self._send(b"".join(pending))
+        if not self.pending:
+            if self.client_eof:
+                assert self.sock is not None
+                self.sock.shutdown(socket.SHUT_WR)
+            elif not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._abort()
+            return
+        if data:
+            self.transport.write(data)
+            return
+        self.endpoint_eof = True
+        self.loop.remove_reader(self.fd)
+        if self.client_eof:
+            self._close()
+        elif not self.transport.is_closing():
+            self.transport.write_eof()
+
+    def eof_received(self) -> bool:
+        self.client_eof = True
+        if self.connected and not self.pending:
+            assert self.sock is not None
+            self.sock.shutdown(socket.SHUT_WR)
+            if self.endpoint_eof:
+                self._close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close_endpoint()
+
+    def _close_endpoint(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self.loop.remove_reader(self.fd)
+            self.loop.remove_writer(self.fd)
+            sock.close()
+
+    def _close(self) -> None:
+        self._close_endpoint()
+        self.transport.close()
+
+    def _abort(self) -> None:
+        self._close_endpoint()
+        self.transport.abort()
+
+
+async def _serve(endpoint_port: int, port_file: Path, raw: bool = False) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    server = await loop.create_server(lambda: _Client(loop, endpoint_port), "127.0.0.1", 0)
+    make = _RawEndpointClient if raw else _Client
+    server = await loop.create_server(lambda: make(loop, endpoint_port), "127.0.0.1", 0)
     port_file.write_text(json.dumps({"https": server.sockets[0].getsockname()[1]}))
     await stop
     server.close()
@@ -118,13 +246,14 @@ async def _serve(endpoint_port: int, port_file: Path) -> None:
 
 
 class MinimalRelay:
-    name = "minimal-uvloop-relay"
     http_port = 0
 
-    def __init__(self, workdir: Path, endpoint_port: int, cpu: int) -> None:
-        ready = workdir / "floor-relay.json"
+    def __init__(self, workdir: Path, endpoint_port: int, cpu: int, raw: bool = False) -> None:
+        self.name = "raw-endpoint-relay" if raw else "minimal-uvloop-relay"
+        ready = workdir / f"{self.name}.json"
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "bench.floor", "--relay", str(endpoint_port), str(ready)]
+        argv += ["--raw"] if raw else []
         self.proc = subprocess.Popen(pinned(cpu, argv), cwd=Path(__file__).resolve().parent.parent)
         deadline = time.monotonic() + 30
         while not ready.exists() or not ready.read_text():
@@ -152,11 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--ref", help="measure src/shiftroute at this git ref (see python -m bench --help)")
     p.add_argument("--relay", nargs=2, metavar=("ENDPOINT_PORT", "READY_FILE"), help=argparse.SUPPRESS)
+    p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.relay:
         import uvloop
 
-        uvloop.run(_serve(int(args.relay[0]), Path(args.relay[1])))
+        uvloop.run(_serve(int(args.relay[0]), Path(args.relay[1]), args.raw))
         return
     exit_on_signals()
     source.use_ref(args.ref)
@@ -164,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     with Env(Options(rounds=args.rounds, seconds=args.seconds)) as env:
         route = env.route("passthrough")
         relay = MinimalRelay(env.workdir, env.backend.https_port, env.layout.router_cpu)
+        raw = MinimalRelay(env.workdir, env.backend.https_port, env.layout.router_cpu, raw=True)
         env.extra[relay.name] = relay
+        env.extra[raw.name] = raw
         try:
 
             def load(router: Any, seconds: float) -> Any:
@@ -172,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
                     router.https_port, route.host, PATHS["hello"], HANDSHAKE_CONCURRENCY, seconds
                 )
 
-            routers: list[Any] = [env.shiftroute, env.haproxy, relay]
+            routers: list[Any] = [env.shiftroute, env.haproxy, relay, raw]
             for _ in range(args.rounds):
                 for router in routers:
                     result, sample = measure(env, router, load, args.seconds)
@@ -182,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{router.name}: {sample['cpu_us_per_req']:.0f} µs/connection", file=sys.stderr)
         finally:
             relay.stop()
+            raw.stop()
     medians = {name: statistics.median(values) for name, values in samples.items()}
     haproxy = medians["haproxy"]
     print(

@@ -13,7 +13,6 @@ COMPILED_MODULES = [
     "shiftroute.engine.http_session",
     "shiftroute.engine.listeners",
     "shiftroute.engine.passthrough",
-    "shiftroute.engine.relay",
     "shiftroute.engine.request_reader",
     "shiftroute.engine.session_base",
     "shiftroute.engine.splice",

@@ -34,6 +34,7 @@ cdef class HttpsClientProtocol(_ClientBase):
     cdef public TlsLayer _tls
     cdef public double deadline
 
+    cpdef arm(self, double seconds)
     cpdef _decrypt(self, bytes data)
     cpdef send_raw(self, bytes data)
     cpdef send(self, bytes data)

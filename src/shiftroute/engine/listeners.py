@@ -9,13 +9,14 @@ import ssl
 from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine.context import RouterContext
-from shiftroute.engine.passthrough import Passthrough
 from shiftroute.engine.tls import TlsLayer
 from shiftroute.protocol import responses
 from shiftroute.protocol.tls_hello import ClientHelloError, NotTLSError, parse_client_hello
 
 if TYPE_CHECKING:
     from shiftroute.engine.http_session import HttpSession
+    from shiftroute.engine.passthrough import Passthrough
+    from shiftroute.routing.table import Backend
 
 log = logging.getLogger("shiftroute.engine")
 
@@ -27,6 +28,13 @@ def _new_session(ctx: RouterContext, down: _ClientBase) -> HttpSession:
     from shiftroute.engine.http_session import HttpSession
 
     return HttpSession(ctx, down)
+
+
+def _new_passthrough(client: HttpsClientProtocol, backend: Backend, hello: bytes) -> Passthrough:
+    # Imported here for the same reason: compiled, passthrough.pxd cimports HttpsClientProtocol.
+    from shiftroute.engine.passthrough import Passthrough
+
+    return Passthrough(client, backend, hello)
 
 
 class _ClientBase:
@@ -274,7 +282,7 @@ class HttpsClientProtocol(_ClientBase):
         backend = table.match_passthrough(sni) if sni else None
         if backend is not None:
             self._phase = "relay"
-            self._passthrough = Passthrough(self, backend, bytes(self._hello))
+            self._passthrough = _new_passthrough(self, backend, bytes(self._hello))
             self._hello = bytearray()
             self._passthrough.start()
             return

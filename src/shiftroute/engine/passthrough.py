@@ -4,50 +4,93 @@ relay the untouched TLS bytes both ways, hand bulk transfers to splice(2), and w
 when it ends.
 
 The client side stays the HTTPS listener's protocol (engine/listeners.py): it owns the socket and the
-connection's one deadline timer, and passes its bytes, its EOF, its timer and its close on to this object.
+connection's one deadline timer, and passes its bytes, its EOF, its timer and its close on to Passthrough.
+The endpoint side is RelayUpstream, below. Back-pressure both ways (a side that cannot write pauses the
+other side's reading, hardening.md rule 16) and half-close: EOF from one side is passed on as a write EOF
+to the other; the connection ends when both sides are done or the tunnel has been idle too long.
+
+Both classes are in one module so that, compiled (passthrough.pxd), each calls the other in C: a relayed
+piece crosses them once per direction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, cast
 
 from shiftroute.engine import decide, splice
-from shiftroute.engine.context import RouterContext
-from shiftroute.engine.relay import RelayUpstream
 from shiftroute.engine.upstream import describe_connect_error
 from shiftroute.routing.table import Backend, Server
 
+if TYPE_CHECKING:
+    from shiftroute.engine.listeners import HttpsClientProtocol
 
-class RelayClient(Protocol):
-    """The client connection, as the relay sees it (HttpsClientProtocol)."""
+# Read once: module attributes are dictionary lookups each time, and a relayed piece checks both.
+_SPLICE_AVAILABLE = splice.AVAILABLE
+_SPLICE_AFTER_BYTES = splice.AFTER_BYTES
 
-    ctx: RouterContext
-    loop: asyncio.AbstractEventLoop
-    transport: asyncio.Transport | None
-    peer_ip: str
-    sni: str | None
-    closed: bool
-    peer_eof: bool
-    writing_paused: bool
 
-    def arm(self, seconds: float) -> None: ...
+class RelayUpstream:
+    """The endpoint side of a relay: a protocol on the connection to the endpoint, passing what it reads,
+    its EOF, its close and its write buffer's state to the Passthrough that owns it.
 
-    def pause_reading(self) -> None: ...
+    An asyncio protocol by its methods, not by inheritance: compiled, it is an extension type
+    (passthrough.pxd), which cannot subclass asyncio.Protocol; uvloop takes any object with the protocol's
+    methods."""
 
-    def resume_reading(self) -> None: ...
+    def __init__(self, peer: Passthrough) -> None:
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self.paused = False
+        self.closed = False
+        self.eof = False
 
-    def finish(self) -> None: ...
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
 
-    def abort(self) -> None: ...
+    def data_received(self, data: bytes) -> None:
+        self.peer.relay_data(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.peer.relay_eof()
+        return True  # keep our write side open until the client is done too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.peer.relay_closed()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.peer.relay_paused(True)
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.peer.relay_paused(False)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
 
 
 class Passthrough:
     """One relayed connection: the client protocol on one side, a RelayUpstream to the endpoint on the
-    other (it calls the RelayPeer methods below)."""
+    other (it calls the relay_* methods below)."""
 
-    def __init__(self, client: RelayClient, backend: Backend, hello: bytes) -> None:
+    def __init__(self, client: HttpsClientProtocol, backend: Backend, hello: bytes) -> None:
         self.client = client
         self.ctx = client.ctx
         self.loop = client.loop
@@ -55,7 +98,7 @@ class Passthrough:
         self.relay: RelayUpstream | None = None
         self._buffer = [hello]  # what the client sent before the endpoint accepted
         self._tried: frozenset[str] = frozenset()
-        self._connecting: asyncio.Task[tuple[asyncio.BaseTransport, RelayUpstream]] | None = None
+        self._connecting: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.Protocol]] | None = None
         self._connect_server: Server | None = None
         self._connect_timed_out = False
         self._server: Server | None = None  # the endpoint relayed to, until the access-log line is written
@@ -103,10 +146,10 @@ class Passthrough:
         self._connecting = task
         task.add_done_callback(self._connected)
 
-    def _make_relay(self) -> RelayUpstream:
-        return RelayUpstream(self)
+    def _make_relay(self) -> asyncio.Protocol:
+        return cast(asyncio.Protocol, RelayUpstream(self))  # a protocol by its methods (see RelayUpstream)
 
-    def _connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, RelayUpstream]]) -> None:
+    def _connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.Protocol]]) -> None:
         self._connecting = None
         backend, server, client = self.backend, self._connect_server, self.client
         assert server is not None
@@ -117,7 +160,7 @@ class Passthrough:
             exc = task.exception()
         if client.closed:
             if exc is None:
-                task.result()[1].abort()
+                cast(RelayUpstream, task.result()[1]).abort()
             return
         if exc is not None:
             self.ctx.registry.connect_failed(server)
@@ -130,9 +173,11 @@ class Passthrough:
                 client.abort()
             return
         self.ctx.registry.connect_succeeded(server)
-        relay = task.result()[1]
+        relay = cast(RelayUpstream, task.result()[1])
         self.relay = relay
-        self.ctx.registry.state(server).active += 1
+        # A named local: Cython 3.1 miscompiles `registry.state(server).active += 1` (a C call's result).
+        state = self.ctx.registry.state(server)
+        state.active += 1
         self._server = server
         for piece in self._buffer:
             self._bytes_up += len(piece)
@@ -224,7 +269,7 @@ class Passthrough:
             self._admitted = False
             decide.release_connection(self.ctx, self.backend.label, self.client.peer_ip)
 
-    # -- RelayPeer: the endpoint side calls these ---------------------------------------------------
+    # -- the endpoint side's events, passed on by RelayUpstream ---------------------------------------
 
     def relay_data(self, data: bytes) -> None:
         client = self.client
@@ -265,12 +310,12 @@ class Passthrough:
         """Bulk transfers go to the kernel once they prove to be bulk: setting splice up (two pipes, two
         duplicate sockets) costs more than it saves on a connection that carries a request or two."""
         if (
-            splice.AVAILABLE
+            _SPLICE_AVAILABLE
             and self._splice is None
             and self.relay is not None
             and not self.client.peer_eof
             and not self.relay.eof
-            and self._bytes_up + self._bytes_down >= splice.AFTER_BYTES
+            and self._bytes_up + self._bytes_down >= _SPLICE_AFTER_BYTES
         ):
             self._start_splice(self.relay)
 

@@ -25,7 +25,7 @@ DNS-1123) and simply falls through to TLS termination with the default certifica
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["MAX_CLIENT_HELLO", "ClientHello", "ClientHelloError", "NotTLSError", "parse_client_hello"]
 
@@ -60,9 +60,9 @@ class NotTLSError(ClientHelloError):
     """The first bytes are not a TLS handshake record (plain HTTP, SSLv2-compatible hello, garbage)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClientHello:
-    """What routing needs from a ClientHello.
+class ClientHello(NamedTuple):
+    """What routing needs from a ClientHello (one per TLS connection: a named tuple, which is made in a
+    fraction of the time a frozen dataclass's __init__ takes, and is as immutable).
 
     `sni` is the host_name, lowercased, trailing dot removed, None when the client sent none.
     `alpn` holds the offered protocol names in client order, decoded as Latin-1 (RFC 7301 §3.1 names are

@@ -1,0 +1,56 @@
+# Cython declarations for passthrough.py, read when setup.py compiles it (ignored by Python): both sides of
+# a relay become extension types whose attributes live in the object's C struct, the client protocol is
+# typed (listeners.pxd), and the methods one side calls on the other per relayed piece are cpdef: C calls
+# from here, ordinary methods to Python. Every attribute a class sets must be declared here (the compiled
+# build raises AttributeError otherwise; the suite runs against the compiled build). `public` keeps every
+# attribute visible to Python code.
+#
+# listeners.py imports this module inside a function, not at its top: this module cimports the listener
+# type, so importing it imports listeners first, and a top-level import back would find this module half
+# made.
+from shiftroute.engine.balance cimport ServerState
+from shiftroute.engine.context cimport RouterContext
+from shiftroute.engine.listeners cimport HttpsClientProtocol
+from shiftroute.engine.splice cimport SpliceRelay
+
+
+cdef class Passthrough
+
+
+cdef class RelayUpstream:
+    cdef public Passthrough peer
+    cdef public object transport
+    cdef public bint paused, closed, eof
+
+    cpdef write(self, bytes data)
+    cpdef write_eof(self)
+    cpdef close(self)
+    cpdef abort(self)
+
+
+cdef class Passthrough:
+    cdef public HttpsClientProtocol client
+    cdef public RouterContext ctx
+    cdef public object loop, backend, _tried, _connecting, _connect_server, _server
+    cdef public list _buffer
+    cdef public RelayUpstream relay
+    cdef public SpliceRelay _splice
+    cdef public bint _connect_timed_out, _admitted
+    cdef public double _started, _idle_limit, _idle_step, _quiet_since
+    cdef public Py_ssize_t _bytes_up, _bytes_down, _seen
+
+    cpdef start(self)
+    cpdef _connect(self)
+    cpdef client_data(self, bytes data)
+    cpdef client_eof(self)
+    cpdef client_writable(self)
+    cpdef deadline_reached(self)
+    cpdef _idle_after(self, double seconds)
+    cpdef _set_idle_limit(self, double seconds)
+    cpdef Py_ssize_t _moved(self)
+    cpdef relay_data(self, bytes data)
+    cpdef relay_eof(self)
+    cpdef relay_closed(self)
+    cpdef relay_paused(self, bint paused)
+    cpdef _maybe_splice(self)
+    cpdef _done(self)
