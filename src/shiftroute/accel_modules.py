@@ -7,6 +7,7 @@ COMPILED_MODULES = [
     "shiftroute.protocol.tls_hello",
     "shiftroute.engine.balance",
     "shiftroute.engine.context",
+    "shiftroute.engine.deadlines",
     "shiftroute.engine.decide",
     "shiftroute.engine.exchange",
     "shiftroute.engine.headers",

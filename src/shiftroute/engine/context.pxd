@@ -5,11 +5,13 @@
 # AttributeError otherwise; the suite runs against the compiled build). `public` keeps every attribute
 # visible to Python code as before.
 from shiftroute.engine.balance cimport Registry
+from shiftroute.engine.deadlines cimport Deadlines
 from shiftroute.engine.upstream cimport Pool
 
 
 cdef class RouterContext:
     cdef public object holder, limits, counters, rates, access, connections
     cdef public Registry registry
+    cdef public Deadlines deadlines
     cdef public Pool pool
     cdef public bint access_log_enabled, draining

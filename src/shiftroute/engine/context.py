@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shiftroute.engine.balance import Registry
+from shiftroute.engine.deadlines import Deadlines
 from shiftroute.engine.upstream import Pool
 from shiftroute.routing.table import Backend, TableHolder
 
@@ -117,6 +118,7 @@ class RouterContext:
         "access_log_enabled",
         "connections",
         "counters",
+        "deadlines",
         "draining",
         "holder",
         "limits",
@@ -135,6 +137,7 @@ class RouterContext:
         self.access_log_enabled = access_log_enabled
         self.access = AccessLog()
         self.connections: set[Any] = set()  # live client connections, for draining
+        self.deadlines = Deadlines()  # the client connections' deadlines, on one loop timer
         self.draining = False
 
     def log_request(

@@ -14,8 +14,10 @@ from shiftroute.engine.tls cimport TlsLayer
 
 cdef class _ClientBase:
     cdef public RouterContext ctx
-    cdef public object transport, loop, session, peer_ip, local_port, sni, _linger_timer
+    cdef public object transport, loop, session, peer_ip, local_port, sni
     cdef public bint secure, writing_paused, _reading_paused, closed, lingering, peer_eof
+    cdef public double deadline
+    cdef public Py_ssize_t _deadline_slot
     cdef object __weakref__  # a closed connection's release is tested through a weak reference
 
     cpdef pause_reading(self)
@@ -23,6 +25,9 @@ cdef class _ClientBase:
     cpdef finish(self)
     cpdef abort(self)
     cpdef send(self, bytes data)
+    cpdef arm(self, double seconds)
+    cpdef disarm(self)
+    cpdef deadline_passed(self)
 
 
 cdef class HttpClientProtocol(_ClientBase):
@@ -30,11 +35,10 @@ cdef class HttpClientProtocol(_ClientBase):
 
 
 cdef class HttpsClientProtocol(_ClientBase):
-    cdef public object _default_context, _hello, _passthrough, _phase, _timer
+    cdef public object _default_context, _hello, _passthrough, _phase
     cdef public TlsLayer _tls
-    cdef public double deadline
 
-    cpdef arm(self, double seconds)
+    cpdef deadline_passed(self)
     cpdef _decrypt(self, bytes data)
     cpdef send_raw(self, bytes data)
     cpdef send(self, bytes data)

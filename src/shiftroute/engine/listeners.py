@@ -60,7 +60,9 @@ class _ClientBase:
         self.closed = False
         self.lingering = False  # finished: reading only to discard, until the peer closes or time is up
         self.peer_eof = False  # the client has half-closed: it sends nothing more
-        self._linger_timer: asyncio.TimerHandle | None = None
+        # The connection's current deadline (see arm), and its slot in ctx.deadlines (0: none).
+        self.deadline = 0.0
+        self._deadline_slot = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
@@ -83,11 +85,9 @@ class _ClientBase:
         if self.closed:
             return
         self.closed = True
-        if self._linger_timer is not None:
-            # Cancelled, not left to find a closed transport: a pending timer would hold this connection
-            # (its session, TLS objects and buffers) in memory until the fin timeout.
-            self._linger_timer.cancel()
-            self._linger_timer = None
+        # Taken out, not left to find a closed transport: a pending deadline would hold this connection
+        # (its session, TLS objects and buffers) in memory until it passed.
+        self.disarm()
         if self in self.ctx.connections:
             self.ctx.connections.discard(self)
             self.ctx.counters.connections_current -= 1
@@ -128,10 +128,45 @@ class _ClientBase:
         self.lingering = True
         transport.write_eof()
         self.resume_reading()
-        self._linger_timer = self.loop.call_later(self.ctx.limits.client_fin_timeout, self._close_now)
+        self.arm(self.ctx.limits.client_fin_timeout)
+
+    # -- the deadline --------------------------------------------------------------------------------
+
+    def arm(self, seconds: float) -> None:
+        """Move the connection's deadline: the ClientHello and handshake, then a passthrough relay's
+        connect and its idle tunnel, or the fin timeout of a finished connection. One entry in the
+        router's deadlines (engine/deadlines.py) serves them all: it is moved only when the deadline
+        comes earlier (a later one is found when it fires), so a short connection adds one entry and a
+        relayed piece costs only a clock read."""
+        self.deadline = deadline = self.loop.time() + seconds
+        slot = self._deadline_slot
+        deadlines = self.ctx.deadlines
+        if slot:
+            if slot <= deadlines.slot_of(deadline):
+                return  # fires no later than the new deadline's slot would
+            deadlines.remove(self, slot)
+        self._deadline_slot = deadlines.add(self, deadline)
+
+    def disarm(self) -> None:
+        if self._deadline_slot:
+            self.ctx.deadlines.remove(self, self._deadline_slot)
+            self._deadline_slot = 0
+
+    def on_deadline(self) -> None:
+        """Called by the router's deadlines when the slot this connection was in has ended."""
+        self._deadline_slot = 0
+        if self.closed:
+            return
+        if self.loop.time() < self.deadline:
+            self._deadline_slot = self.ctx.deadlines.add(self, self.deadline)  # moved later meanwhile
+            return
+        self.deadline_passed()
+
+    def deadline_passed(self) -> None:
+        if self.lingering:
+            self._close_now()  # the fin timeout: the client did not close in time
 
     def _close_now(self) -> None:
-        self._linger_timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -185,9 +220,6 @@ class HttpsClientProtocol(_ClientBase):
         self._tls: TlsLayer | None = None
         self._passthrough: Passthrough | None = None
         self._phase = "hello"
-        # One timer for the connection's current deadline (see arm).
-        self._timer: asyncio.TimerHandle | None = None
-        self.deadline = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -195,37 +227,16 @@ class HttpsClientProtocol(_ClientBase):
             # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
             self.arm(self.ctx.limits.hello_timeout)
 
-    def arm(self, seconds: float) -> None:
-        """Move the connection's deadline: the ClientHello and handshake, then a passthrough relay's
-        connect and its idle tunnel. One timer serves them all: it is rescheduled only when the deadline
-        comes earlier (a later one is found when the timer fires), so a short connection makes one timer
-        and a relayed piece costs only a clock read."""
-        loop = self.loop
-        self.deadline = deadline = loop.time() + seconds
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return
-            timer.cancel()
-        self._timer = loop.call_at(deadline, self._deadline_reached)
-
-    def _deadline_reached(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        loop = self.loop
-        if loop.time() < self.deadline:
-            self._timer = loop.call_at(self.deadline, self._deadline_reached)
-            return
-        if self._passthrough is not None:
+    def deadline_passed(self) -> None:
+        if self.lingering:
+            self._close_now()
+        elif self._passthrough is not None:
             self._passthrough.deadline_reached()  # its connect timeout, or its tunnel idle too long
         else:
             self.abort()  # no ClientHello or handshake in time
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.disarm()
         if self._passthrough is not None:
             self._passthrough.client_lost(exc)
         super().connection_lost(exc)
@@ -308,9 +319,7 @@ class HttpsClientProtocol(_ClientBase):
             self.send_raw(out)
         if self._phase == "handshake" and tls.handshake_done:
             self._phase = "http"
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self.disarm()  # the session keeps its own deadlines
             self.session = _new_session(self.ctx, self)
         session = self.session
         if session is not None:

@@ -1,0 +1,18 @@
+# cython: annotation_typing=False
+# (the .py annotates slots as `int`, which Cython would read as a Python int, not the C type below; the
+# .py carries the same directive, for Cython 3.3, which takes it from the .py.)
+#
+# Cython declarations for deadlines.py, read when setup.py compiles it (ignored by Python): Deadlines
+# becomes an extension type, and add/remove (called by every client connection) are cpdef: C calls from
+# typed callers (listeners.pxd types the context, context.pxd the Deadlines), ordinary methods to Python.
+cdef class Deadlines:
+    cdef public dict _slots
+    cdef public list _order
+    cdef public object _timer
+    cdef public Py_ssize_t _timer_slot, _ended
+    cdef public bint _firing
+
+    cpdef Py_ssize_t slot_of(self, double when)
+    cpdef Py_ssize_t add(self, owner, double when) except -1
+    cpdef remove(self, owner, Py_ssize_t slot)
+    cpdef _schedule(self, Py_ssize_t slot)

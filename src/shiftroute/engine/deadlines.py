@@ -1,0 +1,107 @@
+# cython: annotation_typing=False
+"""The client connections' deadlines (ClientHello, handshake, a passthrough relay's connect and idle tunnel)
+on one loop timer for the whole router process.
+
+Why not a loop timer per connection: uvloop's `call_at` makes a TimerHandle and a libuv timer (two
+allocations and a context copy) and `cancel` closes them again, about 6 µs of a full-handshake
+connection's CPU for a deadline that almost never fires (measured with perf on the passthrough handshake
+workload: `call_at` was 2 % of the router's samples). HAProxy keeps its timeouts in one tree for the same
+reason.
+
+A deadline is kept in a slot of 1/SLOTS_PER_SECOND seconds: a set of owners per slot, the slots in a
+heap, and one loop timer at the end of the earliest slot. A deadline fires in the first loop iteration
+after its slot has ended: never early, at most one slot and a millisecond (11 ms) late. Adding and
+removing an owner is a dict lookup and a set operation; a busy router's timer fires at most
+SLOTS_PER_SECOND times a second.
+
+An owner is any object with an `on_deadline()` method; it keeps the slot number `add` returned (0: none)
+and passes it to `remove`. `on_deadline` is called once per `add`, after the owner has been taken out of
+the slot, so it may add itself again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from typing import Protocol
+
+log = logging.getLogger("shiftroute.engine")
+
+SLOTS_PER_SECOND = 100
+
+
+class DeadlineOwner(Protocol):
+    def on_deadline(self) -> None: ...
+
+
+class Deadlines:
+    def __init__(self) -> None:
+        self._slots: dict[int, set[DeadlineOwner]] = {}
+        self._order: list[int] = []  # a heap of slot numbers; a number may stay after its slot emptied
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_slot = 0  # the slot the timer fires for
+        self._firing = False
+        self._ended = 0  # while firing: the last slot that has ended
+
+    def __len__(self) -> int:
+        return sum(len(owners) for owners in self._slots.values())
+
+    def slot_of(self, when: float) -> int:
+        """The slot that ends strictly after `when` (loop time): slot n ends at n / SLOTS_PER_SECOND."""
+        return int(when * SLOTS_PER_SECOND) + 1
+
+    def add(self, owner: DeadlineOwner, when: float) -> int:
+        """Call `owner.on_deadline()` once, after `when` (loop time); returns the slot to remove it from."""
+        slot = int(when * SLOTS_PER_SECOND) + 1  # slot_of(when)
+        if self._firing and slot <= self._ended:
+            slot = self._ended + 1  # re-added while its slot fires: the next one, or it would never end
+        owners = self._slots.get(slot)
+        if owners is None:
+            owners = self._slots[slot] = set()
+            heapq.heappush(self._order, slot)
+            if not self._firing and (self._timer is None or slot < self._timer_slot):
+                self._schedule(slot)
+        owners.add(owner)
+        return slot
+
+    def remove(self, owner: DeadlineOwner, slot: int) -> None:
+        owners = self._slots.get(slot)
+        if owners is not None:
+            owners.discard(owner)
+            if not owners:
+                # Its number stays in the heap: the timer skips it, or fires once for nothing.
+                del self._slots[slot]
+
+    def _schedule(self, slot: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_slot = slot
+        # The running loop, asked only here (a new earliest slot, or after firing): the owners' loop.
+        loop = asyncio.get_running_loop()
+        # A millisecond after the slot's end: uvloop rounds a timer to whole milliseconds, and a timer
+        # that fired before its slot ended would find nothing to do.
+        self._timer = loop.call_at(slot / SLOTS_PER_SECOND + 0.001, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        ended = self._ended = int(loop.time() * SLOTS_PER_SECOND)  # the slots up to this one have ended
+        order, slots = self._order, self._slots
+        self._firing = True
+        try:
+            while order and order[0] <= ended:
+                owners = slots.pop(heapq.heappop(order), None)
+                if owners is None:
+                    continue
+                for owner in owners:
+                    try:
+                        owner.on_deadline()
+                    except Exception:  # one owner's failure must not cost the others their deadlines
+                        log.exception("deadline handler of %r failed", owner)
+        finally:
+            self._firing = False
+        while order and order[0] not in slots:
+            heapq.heappop(order)  # emptied slots: no timer for them
+        if order:
+            self._schedule(order[0])

@@ -1,0 +1,145 @@
+"""The router's shared deadlines (engine/deadlines.py), on a real uvloop loop: when an owner is called,
+that a removed owner is not, that an owner may add itself again, and that one failing owner does not cost
+the others their deadline. Every wait is bounded by asyncio.wait_for."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+
+from shiftroute.engine.deadlines import SLOTS_PER_SECOND, Deadlines
+
+SLOT = 1 / SLOTS_PER_SECOND
+
+
+class Owner:
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str = "") -> None:
+        self.loop = loop
+        self.name = name
+        self.called_at: list[float] = []
+        self.fired = asyncio.Event()
+
+    def on_deadline(self) -> None:
+        self.called_at.append(self.loop.time())
+        self.fired.set()
+
+
+class Failing(Owner):
+    def on_deadline(self) -> None:
+        super().on_deadline()
+        raise RuntimeError("owner failed")
+
+
+class Again(Owner):
+    """Adds itself again once, with a deadline that has already passed: called again in a later slot."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> None:
+        super().__init__(loop)
+        self.deadlines = deadlines
+
+    def on_deadline(self) -> None:
+        super().on_deadline()
+        if len(self.called_at) == 1:
+            self.deadlines.add(self, self.loop.time() - 1.0)
+
+
+def run(coro: object) -> None:
+    uvloop.run(asyncio.wait_for(coro, 10))  # type: ignore[arg-type]
+
+
+def test_owners_are_called_after_their_deadline_never_before_and_at_most_a_slot_late() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        owners = [(Owner(loop), loop.time() + delay) for delay in (0.05, 0.02, 0.13, 0.02)]
+        for owner, when in owners:
+            deadlines.add(owner, when)
+        assert len(deadlines) == 4
+        await asyncio.gather(*(owner.fired.wait() for owner, _ in owners))
+        for owner, when in owners:
+            assert len(owner.called_at) == 1
+            assert owner.called_at[0] >= when
+            assert owner.called_at[0] <= when + SLOT + 0.05  # a slot and the loop's own lateness
+        assert len(deadlines) == 0
+
+    run(main())
+
+
+def test_a_removed_owner_is_not_called_and_the_others_still_are() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        removed, kept = Owner(loop), Owner(loop)
+        slot = deadlines.add(removed, loop.time() + 0.03)
+        deadlines.add(kept, loop.time() + 0.03)
+        deadlines.remove(removed, slot)
+        deadlines.remove(removed, slot)  # twice: nothing happens
+        await kept.fired.wait()
+        await asyncio.sleep(3 * SLOT)
+        assert removed.called_at == []
+        assert len(kept.called_at) == 1
+
+    run(main())
+
+
+def test_a_slot_emptied_by_removal_needs_no_call() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        alone = Owner(loop)
+        deadlines.remove(alone, deadlines.add(alone, loop.time() + 0.02))
+        later = Owner(loop)
+        deadlines.add(later, loop.time() + 0.08)
+        await later.fired.wait()
+        assert alone.called_at == [] and len(deadlines) == 0
+
+    run(main())
+
+
+def test_an_owner_adding_itself_again_while_called_is_called_again_later() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        owner = Again(loop, deadlines)
+        deadlines.add(owner, loop.time() + 0.01)
+        while len(owner.called_at) < 2:
+            await asyncio.sleep(SLOT)
+        assert owner.called_at[1] > owner.called_at[0]  # in a later slot, not again in the same firing
+
+    run(main())
+
+
+def test_an_owner_that_fails_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        owners = [Failing(loop, "a"), Owner(loop, "b"), Failing(loop, "c")]
+        when = loop.time() + 0.02
+        for owner in owners:
+            deadlines.add(owner, when)  # the same slot
+        await asyncio.gather(*(owner.fired.wait() for owner in owners))
+        # A later deadline is still served: the timer was scheduled again after the failures.
+        after = Owner(loop)
+        deadlines.add(after, loop.time() + 0.02)
+        await after.fired.wait()
+
+    run(main())
+    failures = [r for r in caplog.records if r.getMessage().startswith("deadline handler of")]
+    assert len(failures) == 2
+
+
+def test_an_earlier_deadline_added_later_moves_the_timer_forward() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        late, early = Owner(loop), Owner(loop)
+        deadlines.add(late, loop.time() + 5.0)
+        started = loop.time()
+        deadlines.add(early, started + 0.02)
+        await early.fired.wait()
+        assert loop.time() - started < 1.0  # not held behind the 5 s timer
+        assert late.called_at == []
+
+    run(main())
