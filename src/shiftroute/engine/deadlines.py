@@ -1,6 +1,7 @@
 # cython: annotation_typing=False
-"""The client connections' deadlines (ClientHello, handshake, a passthrough relay's connect and idle tunnel)
-on one loop timer for the whole router process.
+"""Every client connection's deadline on one loop timer for the whole router process: the listeners'
+(ClientHello, handshake, a passthrough relay's connect and idle tunnel, the fin timeout) and the HTTP
+sessions' (request head, body, backend response, keep-alive idle, tunnel idle).
 
 Why not a loop timer per connection: uvloop's `call_at` makes a TimerHandle and a libuv timer (two
 allocations and a context copy) and `cancel` closes them again, about 6 µs of a full-handshake

@@ -13,8 +13,9 @@ cdef class SessionBase:
     cdef public RouterContext ctx
     # The client connection (listeners.pxd): `self.down.send(...)`, `self.down.peer_ip` are C calls and reads.
     cdef public _ClientBase down
-    cdef public object loop, _clock, queue, tunnel, _pending_error, _counted_routes, _timer, _phase
-    cdef public double _deadline, _timer_at
+    cdef public object loop, _clock, queue, tunnel, _pending_error, _counted_routes, _phase
+    cdef public double _deadline
+    cdef public Py_ssize_t _deadline_slot
     cdef public bint closed, peer_closed
 
     # Called per request on self: C calls (_pump is HttpSession's, declared again in http_session.pxd).

@@ -28,8 +28,7 @@ class SessionBase:
         self._pending_error: tuple[int, str] | None = None  # a refusal waiting for earlier responses
         self._counted_routes: set[str] = set()
         self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0  # when _timer fires (kept rather than asked of the handle each time)
+        self._deadline_slot = 0  # this session's slot in ctx.deadlines (0: none)
         self._phase = "head"
 
     # -- what the HTTP flow provides -------------------------------------------------------------------
@@ -52,31 +51,31 @@ class SessionBase:
         self.ctx.log_request(None, "", b"-", b"-", status, 0, time.monotonic(), self.down.peer_ip)
         self.finish()
 
-    # -- timers (one lazy timer per connection; activity only moves the deadline) ----------------------
+    # -- the deadline (one entry in the router's deadlines, engine/deadlines.py; activity only moves it) --
 
     def _arm(self, seconds: float, phase: str) -> None:
         self._phase = phase
         self._touch(seconds)
 
     def _touch(self, seconds: float) -> None:
-        """Move the deadline; the timer is only rescheduled when the deadline comes earlier."""
+        """Move the deadline; its entry is only moved when the deadline comes earlier."""
         deadline = self._clock() + seconds
         self._deadline = deadline
-        timer = self._timer
-        if timer is not None:
-            if self._timer_at <= deadline:
-                return  # fires first, sees the later deadline and re-arms itself
-            timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
+        slot = self._deadline_slot
+        deadlines = self.ctx.deadlines
+        if slot:
+            if slot <= deadlines.slot_of(deadline):
+                return  # fires first, sees the later deadline and adds itself again
+            deadlines.remove(self, slot)
+        self._deadline_slot = deadlines.add(self, deadline)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def on_deadline(self) -> None:
+        """Called by the router's deadlines when this session's slot has ended."""
+        self._deadline_slot = 0
         if self.closed:
             return
         if self._clock() < self._deadline:
-            self._timer_at = self._deadline
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            self._deadline_slot = self.ctx.deadlines.add(self, self._deadline)
             return
         phase = self._phase
         if phase == "idle":
@@ -167,9 +166,9 @@ class SessionBase:
 
     def _cleanup(self) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline_slot:
+            self.ctx.deadlines.remove(self, self._deadline_slot)
+            self._deadline_slot = 0
         for ex in self.queue:
             if ex.upstream is not None:
                 ex.upstream.owner = None

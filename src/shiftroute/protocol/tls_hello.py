@@ -78,6 +78,9 @@ class ClientHello(NamedTuple):
     record_length: int
 
 
+_new_tuple = tuple.__new__
+
+
 def parse_client_hello(buf: _Buffer) -> ClientHello | None:
     """Parse the ClientHello at the start of `buf`; None means "need more data"."""
     if not isinstance(buf, (bytes, bytearray)):
@@ -231,7 +234,8 @@ def _parse_body(data: _Bytes, pos: int, end: int, record_length: int) -> ClientH
                 alpn = _parse_alpn(data, start, pos)
             elif ext_type == _EXT_SUPPORTED_VERSIONS:
                 versions = _parse_supported_versions(data, start, pos)
-    return ClientHello(sni, alpn, legacy_version, versions, record_length)
+    # tuple.__new__ directly: the named tuple's own __new__ is a Python function around this same call.
+    return _new_tuple(ClientHello, (sni, alpn, legacy_version, versions, record_length))
 
 
 def _parse_server_name(data: _Bytes, pos: int, end: int) -> str | None:
