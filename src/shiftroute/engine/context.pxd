@@ -10,7 +10,7 @@ from shiftroute.engine.upstream cimport Pool
 
 
 cdef class RouterContext:
-    cdef public object holder, limits, counters, rates, access, connections
+    cdef public object holder, limits, counters, rates, access, connections, loop
     cdef public Registry registry
     cdef public Deadlines deadlines
     cdef public Pool pool

@@ -3,6 +3,7 @@ pool, limits, counters and the access log."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict, deque
@@ -122,6 +123,7 @@ class RouterContext:
         "draining",
         "holder",
         "limits",
+        "loop",
         "pool",
         "rates",
         "registry",
@@ -138,6 +140,8 @@ class RouterContext:
         self.access = AccessLog()
         self.connections: set[Any] = set()  # live client connections, for draining
         self.deadlines = Deadlines()  # the client connections' deadlines, on one loop timer
+        # The router's loop, once it listens: connections take it from here rather than ask asyncio.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
 
     def log_request(

@@ -3,6 +3,7 @@ the response-parser callbacks that route llhttp's events back to the session."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,6 +25,7 @@ class Downstream(Protocol):
     secure: bool
     sni: str | None
     writing_paused: bool
+    loop: asyncio.AbstractEventLoop
 
     def send(self, data: bytes) -> None: ...
 

@@ -48,9 +48,10 @@ class _ClientBase:
         self.ctx = ctx
         self.secure = False  # an instance attribute (in the C struct when compiled), set by the HTTPS one
         self.transport: asyncio.Transport | None = None
-        # Kept (protocols are made by the listening loop): asyncio.get_running_loop() makes a getpid()
-        # system call each time (CPython 3.11), and the relay asks for the time on every piece it moves.
-        self.loop = asyncio.get_running_loop()
+        # Kept, and taken from the context when the router put its loop there: asyncio.get_running_loop()
+        # makes a getpid() system call each time (CPython 3.11), and the relay asks for the time on every
+        # piece it moves.
+        self.loop = ctx.loop if ctx.loop is not None else asyncio.get_running_loop()
         self.session: HttpSession | None = None
         self.peer_ip = ""
         self.local_port = 0

@@ -203,9 +203,12 @@ class Passthrough:
     def client_eof(self) -> None:
         relay = self.relay
         if relay is not None:
-            relay.write_eof()
             if relay.eof:
+                # Both sides are done: closing the client closes the endpoint too (client_lost), which
+                # sends it our EOF; a shutdown(2) before that would be a system call for nothing.
                 self.client.finish()
+            else:
+                relay.write_eof()
 
     def client_writable(self) -> None:
         if self.relay is not None and self.relay.transport is not None:

@@ -171,6 +171,7 @@ class Router:
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
+        self.ctx.loop = loop
         cfg = self.config
         host = cfg.bind or None
         # Bound now (the ports are known and taken), listening only once the first routing table is

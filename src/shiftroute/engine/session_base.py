@@ -5,7 +5,6 @@ abort. HttpSession adds what happens to requests and responses in between.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 
@@ -19,7 +18,7 @@ class SessionBase:
     def __init__(self, ctx: RouterContext, down: Downstream) -> None:
         self.ctx = ctx
         self.down = down
-        self.loop = asyncio.get_running_loop()
+        self.loop = down.loop  # the connection's (asyncio.get_running_loop() makes a getpid() call)
         self._clock = self.loop.time  # the bound method kept: no method lookup on every deadline move
         self.queue: deque[Exchange] = deque()
         self.closed = False
