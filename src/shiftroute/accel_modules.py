@@ -3,6 +3,7 @@
 Kept free of imports so that setup.py can read it before anything is installed."""
 
 COMPILED_MODULES = [
+    "shiftroute.protocol.http1_fields",
     "shiftroute.protocol.http1",
     "shiftroute.protocol.tls_hello",
     "shiftroute.engine.balance",

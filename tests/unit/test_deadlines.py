@@ -143,3 +143,20 @@ def test_an_earlier_deadline_added_later_moves_the_timer_forward() -> None:
         assert late.called_at == []
 
     run(main())
+
+
+def test_move_keeps_an_entry_that_fires_first_and_moves_one_that_would_fire_late() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        owner = Owner(loop)
+        now = loop.time()
+        slot = deadlines.move(owner, 0, now + 5.0)  # not yet in: added
+        assert slot and len(deadlines) == 1
+        assert deadlines.move(owner, slot, now + 60.0) == slot  # later: stays, fires first
+        earlier = deadlines.move(owner, slot, now + 0.02)  # earlier: moved
+        assert earlier < slot and len(deadlines) == 1
+        await owner.fired.wait()
+        assert owner.called_at[0] >= now + 0.02 and len(owner.called_at) == 1
+
+    run(main())

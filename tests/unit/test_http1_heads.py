@@ -1,6 +1,7 @@
-"""Edge cases of head parsing and serialisation that the compiled fast paths of http1.py and headers.py
-must keep (they classify header names without lowercasing every one, cache Host checks, reuse the received
-pairs and the router's own forwarding headers). The suite runs these against whichever build is in use."""
+"""Edge cases of head parsing and serialisation that the compiled fast paths of http1.py, http1_fields.py
+and headers.py must keep (they classify header names without lowercasing every one, cache Host checks,
+reuse the received pairs and the router's own forwarding headers). The suite runs these against whichever
+build is in use."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from shiftroute.engine import headers as hdr
-from shiftroute.protocol import http1
+from shiftroute.protocol import http1, http1_fields
 from shiftroute.protocol.http1 import HttpError, parse_request_head, parse_response_head
 from shiftroute.routing.table import Server
 
 NAMES = frozenset({b"host", b"te", b"connection", b"keep-alive", b"transfer-encoding", b"sec-websocket-key"})
-TABLE = http1.names_by_length(NAMES)
+TABLE = http1_fields.names_by_length(NAMES)
 
 
 @pytest.mark.parametrize(
@@ -37,11 +38,11 @@ TABLE = http1.names_by_length(NAMES)
     ],
 )
 def test_special_name(name: bytes, expected: bytes | None) -> None:
-    assert http1.special_name(name, TABLE) == expected
+    assert http1_fields.special_name(name, TABLE) == expected
 
 
 def test_names_by_length() -> None:
-    table = http1.names_by_length(frozenset({b"ab", b"cd", b"efg"}))
+    table = http1_fields.names_by_length(frozenset({b"ab", b"cd", b"efg"}))
     assert table == ((), (), (b"ab", b"cd"), (b"efg",))
 
 

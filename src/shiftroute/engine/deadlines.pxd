@@ -5,6 +5,11 @@
 # Cython declarations for deadlines.py, read when setup.py compiles it (ignored by Python): Deadlines
 # becomes an extension type, and add/remove (called by every client connection) are cpdef: C calls from
 # typed callers (listeners.pxd types the context, context.pxd the Deadlines), ordinary methods to Python.
+cimport cython
+
+cdef double _RATE
+
+
 cdef class Deadlines:
     cdef public dict _slots
     cdef public list _order
@@ -12,7 +17,9 @@ cdef class Deadlines:
     cdef public Py_ssize_t _timer_slot, _ended
     cdef public bint _firing
 
-    cpdef Py_ssize_t slot_of(self, double when)
+    @cython.locals(new=Py_ssize_t)
+    cpdef Py_ssize_t move(self, owner, Py_ssize_t slot, double when) except -1
+    @cython.locals(slot=Py_ssize_t)
     cpdef Py_ssize_t add(self, owner, double when) except -1
     cpdef remove(self, owner, Py_ssize_t slot)
     cpdef _schedule(self, Py_ssize_t slot)

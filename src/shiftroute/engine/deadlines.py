@@ -30,6 +30,7 @@ from typing import Protocol
 log = logging.getLogger("shiftroute.engine")
 
 SLOTS_PER_SECOND = 100
+_RATE = float(SLOTS_PER_SECOND)  # compiled: a C double (deadlines.pxd), so a slot is computed in C
 
 
 class DeadlineOwner(Protocol):
@@ -48,13 +49,22 @@ class Deadlines:
     def __len__(self) -> int:
         return sum(len(owners) for owners in self._slots.values())
 
-    def slot_of(self, when: float) -> int:
-        """The slot that ends strictly after `when` (loop time): slot n ends at n / SLOTS_PER_SECOND."""
-        return int(when * SLOTS_PER_SECOND) + 1
+    def move(self, owner: DeadlineOwner, slot: int, when: float) -> int:
+        """The owner's deadline is now `when`: `slot` is where it is (0: nowhere), the slot returned is
+        where it is from now on. An entry that fires no later than `when`'s slot stays where it is: it
+        fires first, and the owner, seeing its later deadline, adds itself again (so a deadline that only
+        moves later, as activity moves it, costs no set operations)."""
+        new = int(when * _RATE) + 1
+        if slot:
+            if slot <= new:
+                return slot
+            self.remove(owner, slot)
+        return self.add(owner, when)
 
     def add(self, owner: DeadlineOwner, when: float) -> int:
         """Call `owner.on_deadline()` once, after `when` (loop time); returns the slot to remove it from."""
-        slot = int(when * SLOTS_PER_SECOND) + 1  # slot_of(when)
+        # The slot that ends strictly after `when`: slot n ends at n / SLOTS_PER_SECOND.
+        slot = int(when * _RATE) + 1
         if self._firing and slot <= self._ended:
             slot = self._ended + 1  # re-added while its slot fires: the next one, or it would never end
         owners = self._slots.get(slot)
@@ -82,12 +92,12 @@ class Deadlines:
         loop = asyncio.get_running_loop()
         # A millisecond after the slot's end: uvloop rounds a timer to whole milliseconds, and a timer
         # that fired before its slot ended would find nothing to do.
-        self._timer = loop.call_at(slot / SLOTS_PER_SECOND + 0.001, self._fire)
+        self._timer = loop.call_at(slot / _RATE + 0.001, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
         loop = asyncio.get_running_loop()
-        ended = self._ended = int(loop.time() * SLOTS_PER_SECOND)  # the slots up to this one have ended
+        ended = self._ended = int(loop.time() * _RATE)  # the slots up to this one have ended
         order, slots = self._order, self._slots
         self._firing = True
         try:

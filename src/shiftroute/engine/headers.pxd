@@ -9,9 +9,9 @@ from shiftroute.protocol.http1 cimport (
     ResponseHead,
     serialize_head,
     serialize_pieces,
-    special_name,
     status_line_start,
 )
+from shiftroute.protocol.http1_fields cimport special_name
 
 cdef tuple _UPSTREAM_BY_LENGTH
 

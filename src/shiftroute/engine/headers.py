@@ -11,12 +11,11 @@ from shiftroute.protocol.http1 import (
     UNTIL_CLOSE,
     RequestHead,
     ResponseHead,
-    names_by_length,
     serialize_head,
     serialize_pieces,
-    special_name,
     status_line_start,
 )
+from shiftroute.protocol.http1_fields import names_by_length, special_name
 from shiftroute.routing.table import Backend, Server
 
 _FORWARDED_NAMES = (
@@ -26,7 +25,7 @@ _FORWARDED_NAMES = (
     b"x-forwarded-proto",
     b"forwarded",
 )
-# The request header names upstream_head treats specially, by length (http1.special_name).
+# The request header names upstream_head treats specially, by length (http1_fields.special_name).
 _UPSTREAM_BY_LENGTH = names_by_length(frozenset(_FORWARDED_NAMES) | {b"cookie", b"expect"})
 
 

@@ -21,20 +21,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("shiftroute.engine")
 
 
-def _new_session(ctx: RouterContext, down: _ClientBase) -> HttpSession:
-    # Imported here, not at the top: compiled, the session's base type cimports _ClientBase
-    # (session_base.pxd), so importing http_session imports this module first, and a top-level import back
-    # would find http_session half made. Once per connection; the import is then a sys.modules lookup.
-    from shiftroute.engine.http_session import HttpSession
+# The session and relay types, imported on first use, not at the top: compiled, the session's base type
+# cimports _ClientBase (session_base.pxd) and the relay cimports HttpsClientProtocol (passthrough.pxd), so
+# importing either imports this module first, and a top-level import back would find it half made. Kept
+# once imported: an import statement per connection costs a microsecond.
+_session_type: type[HttpSession] | None = None
+_passthrough_type: type[Passthrough] | None = None
 
-    return HttpSession(ctx, down)
+
+def _new_session(ctx: RouterContext, down: _ClientBase) -> HttpSession:
+    global _session_type
+    if _session_type is None:
+        from shiftroute.engine.http_session import HttpSession
+
+        _session_type = HttpSession
+    return _session_type(ctx, down)
 
 
 def _new_passthrough(client: HttpsClientProtocol, backend: Backend, hello: bytes) -> Passthrough:
-    # Imported here for the same reason: compiled, passthrough.pxd cimports HttpsClientProtocol.
-    from shiftroute.engine.passthrough import Passthrough
+    global _passthrough_type
+    if _passthrough_type is None:
+        from shiftroute.engine.passthrough import Passthrough
 
-    return Passthrough(client, backend, hello)
+        _passthrough_type = Passthrough
+    return _passthrough_type(client, backend, hello)
 
 
 class _ClientBase:
@@ -140,13 +150,7 @@ class _ClientBase:
         comes earlier (a later one is found when it fires), so a short connection adds one entry and a
         relayed piece costs only a clock read."""
         self.deadline = deadline = self.loop.time() + seconds
-        slot = self._deadline_slot
-        deadlines = self.ctx.deadlines
-        if slot:
-            if slot <= deadlines.slot_of(deadline):
-                return  # fires no later than the new deadline's slot would
-            deadlines.remove(self, slot)
-        self._deadline_slot = deadlines.add(self, deadline)
+        self._deadline_slot = self.ctx.deadlines.move(self, self._deadline_slot, deadline)
 
     def disarm(self) -> None:
         if self._deadline_slot:
@@ -217,7 +221,7 @@ class HttpsClientProtocol(_ClientBase):
         super().__init__(ctx)
         self.secure = True
         self._default_context = default_context  # a callable returning the current default SSLContext
-        self._hello = bytearray()
+        self._hello: bytearray | None = None  # a ClientHello that came in pieces, until it is whole
         self._tls: TlsLayer | None = None
         self._passthrough: Passthrough | None = None
         self._phase = "hello"
@@ -274,9 +278,15 @@ class HttpsClientProtocol(_ClientBase):
         return False
 
     def _hello_in(self, data: bytes) -> None:
-        self._hello += data
+        buffer = self._hello
+        received: bytes | bytearray
+        if buffer is None:
+            received = data  # the usual case, the whole ClientHello in one read: parsed as it came
+        else:
+            buffer += data  # amortized: a client sending a byte at a time costs no quadratic copying
+            received = buffer
         try:
-            hello = parse_client_hello(self._hello)
+            hello = parse_client_hello(received)
         except NotTLSError:
             # Plain HTTP on the HTTPS port: say so in plain HTTP, then close.
             self.send_raw(responses.error(400, "this port speaks TLS (use https://)"))
@@ -287,23 +297,24 @@ class HttpsClientProtocol(_ClientBase):
             self.abort()
             return
         if hello is None:
+            if buffer is None:
+                self._hello = bytearray(data)
             return
+        self._hello = None
+        whole = data if buffer is None else bytes(buffer)
         table = self.ctx.holder.current
         sni = hello.sni
         self.sni = sni
         backend = table.match_passthrough(sni) if sni else None
         if backend is not None:
             self._phase = "relay"
-            self._passthrough = _new_passthrough(self, backend, bytes(self._hello))
-            self._hello = bytearray()
+            self._passthrough = _new_passthrough(self, backend, whole)
             self._passthrough.start()
             return
         context = (table.serving_context(sni) if sni else None) or self._default_context()
         self._phase = "handshake"
-        buffered = bytes(self._hello)
-        self._hello = bytearray()
         self._tls = TlsLayer(context, server_side=True)
-        self._decrypt(buffered)
+        self._decrypt(whole)
 
     def _decrypt(self, data: bytes) -> None:
         tls = self._tls

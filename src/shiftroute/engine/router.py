@@ -7,12 +7,14 @@ admin port and writes status and the router's registration (issue 3: exactly one
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +61,11 @@ class RouterConfig:
     worker_index: int = 0
     workers: int = 1
     ready_file: Path | None = None
+
+
+# A listener's protocol factory: functools.partial, not a lambda, so that each connection's protocol is
+# made without a Python frame (the listeners are protocols by their methods, not by inheritance).
+_ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
 class Router:
@@ -179,8 +186,7 @@ class Router:
         # route yet, and a restarted router would answer 503s, where OpenShift's router starts HAProxy
         # only after its first sync.
         http = await loop.create_server(
-            # The listeners are protocols by their methods, not by inheritance (listeners.py).
-            lambda: cast(asyncio.Protocol, HttpClientProtocol(self.ctx)),
+            cast(_ProtocolFactory, functools.partial(HttpClientProtocol, self.ctx)),
             host,
             cfg.http_port,
             reuse_port=True,
@@ -188,7 +194,7 @@ class Router:
             start_serving=False,
         )
         https = await loop.create_server(
-            lambda: cast(asyncio.Protocol, HttpsClientProtocol(self.ctx, self.default_context)),
+            cast(_ProtocolFactory, functools.partial(HttpsClientProtocol, self.ctx, self.default_context)),
             host,
             cfg.https_port,
             reuse_port=True,

@@ -60,13 +60,7 @@ class SessionBase:
         """Move the deadline; its entry is only moved when the deadline comes earlier."""
         deadline = self._clock() + seconds
         self._deadline = deadline
-        slot = self._deadline_slot
-        deadlines = self.ctx.deadlines
-        if slot:
-            if slot <= deadlines.slot_of(deadline):
-                return  # fires first, sees the later deadline and adds itself again
-            deadlines.remove(self, slot)
-        self._deadline_slot = deadlines.add(self, deadline)
+        self._deadline_slot = self.ctx.deadlines.move(self, self._deadline_slot, deadline)
 
     def on_deadline(self) -> None:
         """Called by the router's deadlines when this session's slot has ended."""

@@ -19,7 +19,17 @@
 # every request are C globals (not visible to Python as module attributes).
 cimport cython
 
-ctypedef const unsigned char* _bytes_ptr
+# The field helpers, cimported: C calls per header (http1_fields.pxd declares them cpdef).
+# (names_by_length, used at import, is imported by http1.py as a Python function.)
+from shiftroute.protocol.http1_fields cimport (
+    add_tokens,
+    drop_named,
+    kept,
+    normalize_host,
+    special_name,
+    trim,
+    valid_host,
+)
 
 
 cdef class RequestHead:
@@ -35,37 +45,9 @@ cdef class ResponseHead:
     cdef public bint keep_alive
 
 
-cdef dict _HOSTS, _STATUS_LINES
-cdef set _VALID_HOSTS
-cdef Py_ssize_t _CACHED_HOSTS, _CACHED_HOST_LENGTH
-cdef frozenset _SINGLE_TOKENS, _REQUEST_UNNAMED, _RESPONSE_UNNAMED
+cdef dict _STATUS_LINES
+cdef frozenset _REQUEST_UNNAMED, _RESPONSE_UNNAMED
 cdef tuple _REQUEST_BY_LENGTH, _RESPONSE_BY_LENGTH
-
-@cython.locals(found=str)
-cpdef str normalize_host(bytes value)
-
-cdef bint _valid_host(bytes value) except -1
-
-@cython.locals(host=bytes, end=Py_ssize_t, colon=Py_ssize_t)
-cdef str _normalize_host(bytes value)
-
-@cython.locals(lower=bytes, token=bytes)
-cdef object _add_tokens(bytes value, list tokens)
-
-# `data` and `first` are C pointers to the bytes of `name` and `candidate` (borrowed: the objects outlive
-# the call), so that a byte is read as a C integer (indexing a bytes object makes a Python int); every
-# index is within the length checked before.
-@cython.locals(size=Py_ssize_t, candidate=bytes, data=_bytes_ptr, first=_bytes_ptr)
-cpdef bytes special_name(bytes name, tuple by_length)
-
-@cython.locals(sizes=set)
-cdef list _drop_named(list headers, set named)
-
-@cython.locals(size=Py_ssize_t, data=_bytes_ptr)
-cdef tuple _kept(object item, bytes name, bytes value)
-
-@cython.locals(size=Py_ssize_t, data=_bytes_ptr)
-cdef bytes _trim(bytes value)
 
 @cython.locals(after=bytes, slash=Py_ssize_t, authority=bytes, rest=bytes, question=Py_ssize_t)
 cdef tuple _target(bytes method, bytes url)

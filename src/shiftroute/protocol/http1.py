@@ -11,7 +11,16 @@ it never forwards raw client bytes of a head.
 
 from __future__ import annotations
 
-import re
+from shiftroute.protocol.http1_fields import (
+    add_tokens,
+    drop_named,
+    kept,
+    names_by_length,
+    normalize_host,
+    special_name,
+    trim,
+    valid_host,
+)
 
 NO_BODY = 0
 LENGTH = 1
@@ -49,7 +58,6 @@ PROTECTED = frozenset(
         b"set-cookie",
     }
 )
-_HOST = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]{0,5})?$")
 
 
 class HttpError(Exception):
@@ -151,117 +159,6 @@ class ResponseHead:
         self.websocket_accept = websocket_accept
 
 
-# Host values seen recently: the same few repeat, so each is normalized and checked once. Both caches are
-# bounded in entries and in the length of what they keep.
-_HOSTS: dict[bytes, str] = {}  # value -> normalized
-_VALID_HOSTS: set[bytes] = set()  # values _HOST accepts
-_CACHED_HOSTS = 4096
-_CACHED_HOST_LENGTH = 300  # a DNS name has at most 253 bytes, then `:port`
-
-
-def normalize_host(value: bytes) -> str:
-    """Host compared case-insensitively with any `:port` and a trailing dot removed (routes.md §4)."""
-    found = _HOSTS.get(value)
-    if found is None:
-        found = _normalize_host(value)
-        if len(value) <= _CACHED_HOST_LENGTH:
-            if len(_HOSTS) >= _CACHED_HOSTS:
-                _HOSTS.clear()
-            _HOSTS[value] = found
-    return found
-
-
-def _valid_host(value: bytes) -> bool:
-    """Whether a Host value is a valid authority (rule 9)."""
-    if value in _VALID_HOSTS:
-        return True
-    if _HOST.match(value) is None:
-        return False
-    if len(value) <= _CACHED_HOST_LENGTH:
-        if len(_VALID_HOSTS) >= _CACHED_HOSTS:
-            _VALID_HOSTS.clear()
-        _VALID_HOSTS.add(value)
-    return True
-
-
-def _normalize_host(value: bytes) -> str:
-    host = value.strip()
-    if host.startswith(b"["):
-        end = host.find(b"]")
-        host = host[: end + 1]
-    else:
-        colon = host.rfind(b":")
-        if colon != -1:
-            host = host[:colon]
-    return host.rstrip(b".").decode("latin-1").lower()
-
-
-_SINGLE_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
-
-
-def _add_tokens(value: bytes, tokens: list[bytes]) -> None:
-    """Append the lowercased tokens of a Connection value to `tokens` (appended, not returned: no list is
-    made per header)."""
-    lower = value.lower()  # bytes.lower maps A-Z only: commas and whitespace are where they were
-    if lower in _SINGLE_TOKENS:  # the usual Connection values, without a split
-        tokens.append(lower)
-        return
-    for token in lower.split(b","):
-        token = token.strip()
-        if token:
-            tokens.append(token)
-
-
-def names_by_length(names: frozenset[bytes]) -> tuple[tuple[bytes, ...], ...]:
-    """`names` (lowercase) grouped by length: entry `n` holds the names of `n` bytes."""
-    return tuple(
-        tuple(sorted(n for n in names if len(n) == size)) for size in range(max(map(len, names)) + 1)
-    )
-
-
-def special_name(name: bytes, by_length: tuple[tuple[bytes, ...], ...]) -> bytes | None:
-    """The lowercase name among `by_length` (see names_by_length) that `name` spells in any case, or None.
-
-    Most header names are ordinary: their length or first byte already rules them out, so only a likely
-    match is lowercased (a copy) to be compared in full."""
-    size = len(name)
-    if size >= len(by_length):
-        return None
-    data = name  # read byte by byte (compiled: a C pointer into `name`, see http1.pxd)
-    for candidate in by_length[size]:
-        first = candidate  # as `data`; every candidate has a first byte (names are not empty)
-        # `| 0x20` lowercases an ASCII letter (a non-letter that happens to match is refused below).
-        if first[0] == data[0] | 0x20 and name.lower() == candidate:
-            return candidate
-    return None
-
-
-def _drop_named(headers: list[tuple[bytes, bytes]], named: set[bytes]) -> list[tuple[bytes, bytes]]:
-    """`headers` without those whose (lowercased) name is in `named` (rule 11: what Connection names)."""
-    sizes = {len(n) for n in named}  # bytes.lower keeps the length: other lengths cannot match
-    return [h for h in headers if len(h[0]) not in sizes or h[0].lower() not in named]
-
-
-def _kept(item: tuple[bytes, bytes], name: bytes, value: bytes) -> tuple[bytes, bytes]:
-    """The pair (name, value) as forwarded, the value trimmed; `item`, the pair received, when it is that
-    already (the usual case: no new tuple per header)."""
-    size = len(value)
-    data = value  # as in special_name
-    if size and data[size - 1] in (0x20, 0x09):  # as _trim, without a second call per header
-        return (name, value.rstrip(b" \t"))
-    return item if type(item) is tuple else (name, value)
-
-
-def _trim(value: bytes) -> bytes:
-    """`value` without trailing spaces and tabs: RFC 9110 §5.5, they are not part of a field value (llhttp
-    keeps them); rule 10."""
-    size = len(value)
-    data = value  # as in special_name
-    if size and data[size - 1] in (0x20, 0x09):
-        return value.rstrip(b" \t")
-    return value
-
-
 def _target(method: bytes, url: bytes) -> tuple[bytes, bytes, bytes | None]:
     """(path, query, authority of an absolute-form target or None). RFC 9112 §3.2."""
     if url.startswith(b"/"):
@@ -336,19 +233,19 @@ def parse_request_head(
         name, value = item
         lower = special_name(name, _REQUEST_BY_LENGTH)
         if lower is None:
-            headers.append(_kept(item, name, value))
+            headers.append(kept(item, name, value))
             continue
         if lower == b"transfer-encoding":
             te_values.append(value)  # as sent: `chunked ` (trailing space) is a spelling variant (rule 6)
             continue
-        value = _trim(value)
+        value = trim(value)
         if lower == b"host":
             hosts.append(value)
             headers.append((name, value))
         elif lower == b"content-length":
             content_length = value
         elif lower == b"connection":
-            _add_tokens(value, connection_tokens)
+            add_tokens(value, connection_tokens)
         elif lower == b"expect":
             expect = value.strip().lower()
         elif lower == b"upgrade":
@@ -383,7 +280,7 @@ def parse_request_head(
     if http11 and not hosts:
         raise HttpError(400, "missing Host header (required in HTTP/1.1)")
     host_header = hosts[0].strip() if hosts else b""
-    if host_header and not _valid_host(host_header):
+    if host_header and not valid_host(host_header):
         raise HttpError(400, "Host header is not a valid authority")
     path, query, authority = _target(method, url)
     if authority is not None:
@@ -396,7 +293,7 @@ def parse_request_head(
     if connection_tokens:
         named = {t for t in connection_tokens if t not in _REQUEST_UNNAMED}
         if named:
-            headers = _drop_named(headers, named)
+            headers = drop_named(headers, named)
 
     if expect is not None and expect != b"100-continue":
         raise HttpError(417, "only `Expect: 100-continue` is supported")
@@ -463,13 +360,13 @@ def parse_response_head(
         name, value = item
         lower = special_name(name, _RESPONSE_BY_LENGTH)
         if lower is None:
-            headers.append(_kept(item, name, value))  # trailing whitespace trimmed (RFC 9110 §5.5)
+            headers.append(kept(item, name, value))  # trailing whitespace trimmed (RFC 9110 §5.5)
         elif lower == b"content-length":
             content_length = (name, value)
         elif lower == b"transfer-encoding":
             te_values.append(value)
         elif lower == b"connection":
-            _add_tokens(value, connection_tokens)
+            add_tokens(value, connection_tokens)
         elif lower == b"upgrade":
             upgrade = value.strip()
         elif lower == b"sec-websocket-accept":
@@ -478,7 +375,7 @@ def parse_response_head(
     if connection_tokens:
         named = {t for t in connection_tokens if t not in _RESPONSE_UNNAMED}
         if named:
-            headers = _drop_named(headers, named)
+            headers = drop_named(headers, named)
     head = ResponseHead.__new__(ResponseHead)  # as in parse_request_head: every attribute is set here
     head.status = status
     head.reason = reason
