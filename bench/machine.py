@@ -6,6 +6,7 @@ import os
 import platform
 import ssl
 import subprocess
+import timeit
 from importlib import metadata
 from typing import Any
 
@@ -36,6 +37,16 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def python_speed_us() -> float:
+    """µs for `sum(range(1000))` in this interpreter (best of 5). Machines that look alike (same CPU name,
+    same kernel) have differed by 2x here, and shiftroute's CPU per request, mostly interpreter and
+    extension code, follows this figure far more than HAProxy's, mostly kernel: ratios to HAProxy are only
+    comparable between runs with a similar probe."""
+    timer = timeit.Timer("sum(range(1000))")
+    loops = 2000
+    return min(timer.repeat(repeat=5, number=loops)) / loops * 1e6
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -53,5 +64,6 @@ def describe() -> dict[str, Any]:
         "haproxy": _first_line(["haproxy", "-v"]).replace(" - https://haproxy.org/", ""),
         "nginx": _first_line(["nginx", "-v"]),
         "wrk": _first_line(["wrk", "-v"]),
+        "python_speed_us": round(python_speed_us(), 2),
         "load_average_start": load_average(),
     }

@@ -80,6 +80,7 @@ def machine_block(machine: dict[str, Any]) -> str:
         ("cpu", "CPU"),
         ("kernel", "kernel"),
         ("python", "Python"),
+        ("python_speed_us", "Python speed probe, µs for sum(range(1000)) (lower is faster)"),
         ("uvloop", "uvloop"),
         ("httptools", "httptools"),
         ("openssl_python", "OpenSSL (Python)"),
