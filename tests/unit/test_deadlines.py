@@ -160,3 +160,21 @@ def test_move_keeps_an_entry_that_fires_first_and_moves_one_that_would_fire_late
         assert owner.called_at[0] >= now + 0.02 and len(owner.called_at) == 1
 
     run(main())
+
+
+def test_a_slot_emptied_and_filled_again_is_queued_once() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        when = loop.time() + 0.05
+        owners = [Owner(loop) for _ in range(50)]
+        for owner in owners:  # a connection opened and closed, then the next one, in the same slot
+            deadlines.remove(owner, deadlines.add(owner, when))
+        last = Owner(loop)
+        deadlines.add(last, when)
+        assert len(deadlines._order) == 1  # the slot's number is in the heap once, not 51 times
+        await last.fired.wait()
+        assert all(owner.called_at == [] for owner in owners)
+        assert not deadlines._order and not deadlines._queued
+
+    run(main())

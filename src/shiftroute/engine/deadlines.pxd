@@ -13,6 +13,7 @@ cdef double _RATE
 cdef class Deadlines:
     cdef public dict _slots
     cdef public list _order
+    cdef public set _queued
     cdef public object _timer
     cdef public Py_ssize_t _timer_slot, _ended
     cdef public bint _firing

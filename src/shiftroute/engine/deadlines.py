@@ -41,6 +41,7 @@ class Deadlines:
     def __init__(self) -> None:
         self._slots: dict[int, set[DeadlineOwner]] = {}
         self._order: list[int] = []  # a heap of slot numbers; a number may stay after its slot emptied
+        self._queued: set[int] = set()  # the numbers in _order: a slot emptied and filled again is in once
         self._timer: asyncio.TimerHandle | None = None
         self._timer_slot = 0  # the slot the timer fires for
         self._firing = False
@@ -70,7 +71,9 @@ class Deadlines:
         owners = self._slots.get(slot)
         if owners is None:
             owners = self._slots[slot] = set()
-            heapq.heappush(self._order, slot)
+            if slot not in self._queued:
+                self._queued.add(slot)
+                heapq.heappush(self._order, slot)
             if not self._firing and (self._timer is None or slot < self._timer_slot):
                 self._schedule(slot)
         owners.add(owner)
@@ -98,11 +101,13 @@ class Deadlines:
         self._timer = None
         loop = asyncio.get_running_loop()
         ended = self._ended = int(loop.time() * _RATE)  # the slots up to this one have ended
-        order, slots = self._order, self._slots
+        order, slots, queued = self._order, self._slots, self._queued
         self._firing = True
         try:
             while order and order[0] <= ended:
-                owners = slots.pop(heapq.heappop(order), None)
+                slot = heapq.heappop(order)
+                queued.discard(slot)
+                owners = slots.pop(slot, None)
                 if owners is None:
                     continue
                 for owner in owners:
@@ -113,6 +118,6 @@ class Deadlines:
         finally:
             self._firing = False
         while order and order[0] not in slots:
-            heapq.heappop(order)  # emptied slots: no timer for them
+            queued.discard(heapq.heappop(order))  # emptied slots: no timer for them
         if order:
             self._schedule(order[0])
