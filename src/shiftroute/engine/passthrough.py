@@ -4,10 +4,11 @@ relay the untouched TLS bytes both ways, hand bulk transfers to splice(2), and w
 when it ends.
 
 The client side stays the HTTPS listener's protocol (engine/listeners.py): it owns the socket and the
-connection's one deadline timer, and passes its bytes, its EOF, its timer and its close on to Passthrough.
-The endpoint side is RelayUpstream, below. Back-pressure both ways (a side that cannot write pauses the
-other side's reading, hardening.md rule 16) and half-close: EOF from one side is passed on as a write EOF
-to the other; the connection ends when both sides are done or the tunnel has been idle too long.
+connection's deadline (engine/deadlines.py), and passes its bytes, its EOF, its deadline and its close on
+to Passthrough. The endpoint side is RelayUpstream, below. Back-pressure both ways (a side that cannot
+write pauses the other side's reading, hardening.md rule 16) and half-close: EOF from one side is passed
+on as a write EOF to the other; the connection ends when both sides are done or the tunnel has been idle
+too long.
 
 Both classes are in one module so that, compiled (passthrough.pxd), each calls the other in C: a relayed
 piece crosses them once per direction.
