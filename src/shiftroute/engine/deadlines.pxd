@@ -3,8 +3,9 @@
 # .py carries the same directive, for Cython 3.3, which takes it from the .py.)
 #
 # Cython declarations for deadlines.py, read when setup.py compiles it (ignored by Python): Deadlines
-# becomes an extension type, and add/remove (called by every client connection) are cpdef: C calls from
-# typed callers (listeners.pxd types the context, context.pxd the Deadlines), ordinary methods to Python.
+# becomes an extension type, and move/add/remove (called by every client connection and HTTP session) are
+# cpdef: C calls from typed callers (listeners.pxd and session_base.pxd type the context, context.pxd the
+# Deadlines), ordinary methods to Python. _RATE is a C double, so a slot is computed in C arithmetic.
 cimport cython
 
 cdef double _RATE
