@@ -12,6 +12,7 @@ COMPILED_MODULES = [
     "shiftroute.engine.decide",
     "shiftroute.engine.exchange",
     "shiftroute.engine.headers",
+    "shiftroute.engine.outbox",
     "shiftroute.engine.http_session",
     "shiftroute.engine.listeners",
     "shiftroute.engine.passthrough",

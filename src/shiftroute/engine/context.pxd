@@ -6,6 +6,7 @@
 # visible to Python code as before.
 from shiftroute.engine.balance cimport Registry
 from shiftroute.engine.deadlines cimport Deadlines
+from shiftroute.engine.outbox cimport WriteBatch
 from shiftroute.engine.upstream cimport Pool
 
 
@@ -14,4 +15,5 @@ cdef class RouterContext:
     cdef public Registry registry
     cdef public Deadlines deadlines
     cdef public Pool pool
+    cdef public WriteBatch writes
     cdef public bint access_log_enabled, draining

@@ -12,6 +12,7 @@ from typing import Any
 
 from shiftroute.engine.balance import Registry
 from shiftroute.engine.deadlines import Deadlines
+from shiftroute.engine.outbox import WriteBatch
 from shiftroute.engine.upstream import Pool
 from shiftroute.routing.table import Backend, TableHolder
 
@@ -127,13 +128,16 @@ class RouterContext:
         "pool",
         "rates",
         "registry",
+        "writes",
     )
 
     def __init__(self, holder: TableHolder, limits: Limits, access_log_enabled: bool = True) -> None:
         self.holder = holder
         self.limits = limits
         self.registry = Registry()
-        self.pool = Pool()
+        # What the connections wrote in this loop iteration, written at its end (engine/outbox.py).
+        self.writes = WriteBatch()
+        self.pool = Pool(self.writes)
         self.counters = Counters()
         self.rates = RateTracker()
         self.access_log_enabled = access_log_enabled

@@ -9,12 +9,14 @@
 # build. uvloop and asyncio take any object with the protocol's methods (uvloop only asks whether it has
 # `get_buffer`, for BufferedProtocol).
 from shiftroute.engine.context cimport RouterContext
+from shiftroute.engine.outbox cimport Outbox
 from shiftroute.engine.tls cimport TlsLayer
 
 
 cdef class _ClientBase:
     cdef public RouterContext ctx
     cdef public object transport, loop, session, peer_ip, local_port, sni
+    cdef public Outbox outbox
     cdef public bint secure, writing_paused, _reading_paused, closed, lingering, peer_eof
     cdef public double deadline
     cdef public Py_ssize_t _deadline_slot
@@ -24,6 +26,7 @@ cdef class _ClientBase:
     cpdef resume_reading(self)
     cpdef finish(self)
     cpdef abort(self)
+    cpdef flush(self)
     cpdef send(self, bytes data)
     cpdef arm(self, double seconds)
     cpdef disarm(self)

@@ -9,6 +9,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine.context import RouterContext
+from shiftroute.engine.outbox import Outbox
 from shiftroute.engine.tls import TlsLayer
 from shiftroute.protocol import responses
 from shiftroute.protocol.tls_hello import ClientHelloError, NotTLSError, parse_client_hello
@@ -58,6 +59,9 @@ class _ClientBase:
         self.ctx = ctx
         self.secure = False  # an instance attribute (in the C struct when compiled), set by the HTTPS one
         self.transport: asyncio.Transport | None = None
+        # Every write to the client goes through it (engine/outbox.py), and it is flushed before the
+        # transport is closed, aborted or half-closed.
+        self.outbox: Outbox | None = None
         # Kept, and taken from the context when the router put its loop there: asyncio.get_running_loop()
         # makes a getpid() system call each time (CPython 3.11), and the relay asks for the time on every
         # piece it moves.
@@ -77,6 +81,7 @@ class _ClientBase:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+        self.outbox = Outbox(self.transport, self.loop, self.ctx.writes)
         # uvloop reads both addresses when it makes the transport: these are lookups, not system calls.
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
@@ -130,6 +135,7 @@ class _ClientBase:
         transport = self.transport
         if transport is None or transport.is_closing() or self.closed or self.lingering:
             return
+        self.flush()
         if self.peer_eof or not transport.can_write_eof():
             # Nothing can arrive any more that a reset could destroy: close now (after what is buffered
             # has been written), as HAProxy does once both sides are done, rather than hold the socket
@@ -173,17 +179,27 @@ class _ClientBase:
 
     def _close_now(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.flush()
             self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
+            # What was sent before reaches the socket first, as it did when every write went out at once
+            # (an error response followed by an abort).
+            self.flush()
             self.transport.abort()
+
+    def flush(self) -> None:
+        """Hand what this iteration wrote to the transport now (engine/outbox.py)."""
+        if self.outbox is not None:
+            self.outbox.flush()
 
     def send(self, data: bytes) -> None:
         """To the client as it is (the HTTP listener; the HTTPS one encrypts first). Defined here, on the
         type the session holds, so that the session's call is a C call when compiled."""
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        outbox = self.outbox
+        if outbox is not None and not self.closed:
+            outbox.write(data)
 
     @property
     def idle(self) -> bool:
@@ -275,6 +291,7 @@ class HttpsClientProtocol(_ClientBase):
         if self._phase == "http" and self.session is not None:
             self.session.peer_eof()
             return True
+        self.flush()  # asyncio closes the transport on False: what was written goes first
         return False
 
     def _hello_in(self, data: bytes) -> None:
@@ -345,12 +362,14 @@ class HttpsClientProtocol(_ClientBase):
     # -- Downstream (HttpSession writes through TLS) ----------------------------------------------
 
     def send_raw(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        outbox = self.outbox
+        if outbox is not None and not self.closed:
+            outbox.write(data)
 
     def send(self, data: bytes) -> None:
-        if self._tls is not None and self.transport is not None and not self.closed:
-            self.transport.write(self._tls.encrypt(data))
+        outbox = self.outbox
+        if self._tls is not None and outbox is not None and not self.closed:
+            outbox.write(self._tls.encrypt(data))
 
     def finish(self) -> None:
         if self._tls is not None and self._phase == "http" and self.transport is not None and not self.closed:

@@ -8,6 +8,7 @@
 # An extension type cannot subclass asyncio.Protocol (a Python class): UpstreamConnection does not, in
 # either build. uvloop and asyncio take any object with the protocol's methods (uvloop only asks whether
 # it has `get_buffer`, for BufferedProtocol); upstream.py casts it for mypy where a Protocol is expected.
+from shiftroute.engine.outbox cimport Outbox, WriteBatch
 from shiftroute.engine.tls cimport TlsLayer
 
 
@@ -15,6 +16,7 @@ cdef class UpstreamConnection:
     cdef public object _handshake, _loop, callbacks, key, owner, parser, transport
     cdef public Pool pool
     cdef public TlsLayer tls
+    cdef public Outbox outbox
     cdef public double parked_at
     cdef public bint closed, paused, session_saved
 
@@ -31,6 +33,7 @@ cdef class UpstreamConnection:
 cdef class Pool:
     cdef public dict _idle, _sessions  # typed: `.get` and `.setdefault` are C dict calls
     cdef public object _sweeper
+    cdef public WriteBatch writes
     cdef public Py_ssize_t open
 
     cpdef UpstreamConnection take(self, key, owner)

@@ -13,6 +13,7 @@ import logging
 import ssl
 from typing import Any, Protocol, cast
 
+from shiftroute.engine.outbox import Outbox, WriteBatch
 from shiftroute.engine.tls import TlsLayer
 
 log = logging.getLogger("shiftroute.engine")
@@ -72,6 +73,7 @@ class UpstreamConnection:
         "callbacks",
         "closed",
         "key",
+        "outbox",
         "owner",
         "parked_at",
         "parser",
@@ -87,6 +89,7 @@ class UpstreamConnection:
         self.key = key
         self.tls = tls
         self.transport: asyncio.Transport | None = None
+        self.outbox: Outbox | None = None  # every write goes through it (engine/outbox.py)
         self.owner: UpstreamOwner | None = None
         self.closed = False
         self.paused = False
@@ -104,11 +107,12 @@ class UpstreamConnection:
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
         # Kept: asyncio.get_running_loop() makes a getpid() system call each time (CPython 3.11).
         self._loop = asyncio.get_running_loop()
+        self.outbox = Outbox(self.transport, self._loop, self.pool.writes)
         if self.tls is not None:
             self._handshake = self._loop.create_future()
             first = self.tls.start()
             if first:
-                self.transport.write(first)
+                self.outbox.write(first)
 
     def data_received(self, data: bytes) -> None:
         tls = self.tls
@@ -123,8 +127,8 @@ class UpstreamConnection:
         except ssl.SSLError as exc:
             self._fail(exc)
             return
-        if out and self.transport is not None:
-            self.transport.write(out)
+        if out and self.outbox is not None:
+            self.outbox.write(out)
         handshake = self._handshake
         if handshake is not None and tls.handshake_done and not handshake.done():
             handshake.set_result(None)
@@ -176,11 +180,12 @@ class UpstreamConnection:
             self.transport.abort()
 
     def send(self, data: bytes) -> None:
-        if self.transport is None or self.closed:
+        outbox = self.outbox
+        if outbox is None or self.closed:
             return
         if self.tls is not None:
             data = self.tls.encrypt(data)
-        self.transport.write(data)
+        outbox.write(data)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -193,6 +198,8 @@ class UpstreamConnection:
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.closed = True
+            if self.outbox is not None:
+                self.outbox.flush()  # what was sent reaches the socket first, as it did before the batch
             self.transport.abort()
 
     def park(self) -> None:
@@ -208,7 +215,9 @@ class UpstreamConnection:
 class Pool:
     """Idle connections per endpoint key (address, port, TLS context, SNI), newest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, writes: WriteBatch | None = None) -> None:
+        # The router's write batch, which the pool's connections write through (engine/outbox.py).
+        self.writes = writes if writes is not None else WriteBatch()
         self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
         # The last TLS session per endpoint key: a new connection resumes it (an abbreviated handshake
         # instead of a full one, as HAProxy does with its backend SSL session cache).

@@ -1,0 +1,89 @@
+"""What a connection writes during one loop iteration, handed to its transport when the iteration's I/O
+callbacks have all run: one write per connection per iteration, and all of them together.
+
+Why: a write to a loopback socket whose reader sleeps wakes that reader (the backend or the client) from
+inside our `write` system call, and on a virtual machine waking an idle CPU is an interrupt to another
+CPU through the hypervisor. Written as each event is handled (uvloop writes at once when nothing is
+queued), every response woke the client again: with about 50 µs of work between two writes, the client
+had gone back to sleep each time. perf on the keep-alive reencrypt workload put 7 % of the router's CPU
+in `_raw_spin_unlock_irqrestore` under `sock_def_readable` (the wakeup). Written together at the end of
+the iteration, the first write wakes the reader and the others find it awake, as HAProxy's event loop
+does (it sends what its tasks produced after running them). Measured with wrk, 50 connections, keep-alive
+reencrypt: 102 -> 63 µs of router CPU per request (BENCHMARKS.md, session 7).
+
+The cost is latency inside one iteration: a response waits for the other events of the same iteration,
+at most one iteration's work.
+
+Order is kept: everything a connection writes goes through its Outbox, and the connection flushes it
+before it closes, aborts or half-closes its transport (`flush`), so no byte is lost or overtaken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class WriteBatch:
+    """The outboxes with bytes waiting, one per router: flushed by one `call_soon` per loop iteration
+    (uvloop runs it before it polls again, after the iteration's I/O callbacks)."""
+
+    __slots__ = ("_boxes", "_scheduled_on")
+
+    def __init__(self) -> None:
+        self._boxes: list[Outbox] = []
+        # The loop the flush is scheduled on (None: not scheduled). Compared with the adding box's loop,
+        # so a context used by a second loop after the first was closed is not stuck waiting for it.
+        self._scheduled_on: Any = None
+
+    def add(self, box: Outbox) -> None:
+        self._boxes.append(box)
+        loop = box.loop
+        if self._scheduled_on is not loop:
+            self._scheduled_on = loop
+            loop.call_soon(self.run)
+
+    def run(self) -> None:
+        """Write every waiting outbox (the loop callback; tests and bench.hotpath call it directly)."""
+        self._scheduled_on = None
+        boxes = self._boxes
+        if boxes:
+            self._boxes = []
+            box: Outbox  # typed: a C call per box when compiled
+            for box in boxes:
+                box.flush()
+
+
+class Outbox:
+    """One connection's bytes of this loop iteration, in order."""
+
+    __slots__ = ("_batch", "_pieces", "loop", "transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, batch: WriteBatch
+    ) -> None:
+        self.transport = transport
+        self.loop = loop
+        self._batch = batch
+        self._pieces: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        pieces = self._pieces
+        if not pieces:
+            self._batch.add(self)
+        pieces.append(data)
+
+    def flush(self) -> None:
+        """Hand what is waiting to the transport now: called by the batch, and by the connection before
+        it closes, aborts or half-closes the transport."""
+        pieces = self._pieces
+        if not pieces:
+            return
+        self._pieces = []
+        transport = self.transport
+        if transport.is_closing():
+            return  # closed by the peer meanwhile: nothing can be sent any more
+        if len(pieces) == 1:
+            transport.write(pieces[0])
+        else:
+            transport.writelines(pieces)
