@@ -16,6 +16,11 @@ at most one iteration's work.
 
 Order is kept: everything a connection writes goes through its Outbox, and the connection flushes it
 before it closes, aborts or half-closes its transport (`flush`), so no byte is lost or overtaken.
+
+Users: the client listeners and the HTTP sessions' writes to them (edge, reencrypt, plain HTTP), and the
+backend connections (engine/upstream.py). Not the passthrough relay (engine/passthrough.py), which writes
+to both transports directly: batched, it measured the same (full handshakes, A/B over three runs:
+0.92x, 1.14x, 1.04x; keep-alive 1.01x-1.03x), so the relay stays as simple as it was.
 """
 
 from __future__ import annotations
