@@ -248,6 +248,31 @@ def test_sigterm_drains_an_in_flight_slow_response(cli: Cli, router: RouterProce
         assert "drained" in router.log()
 
 
+def test_sigterm_drains_an_idle_https_connection_the_client_keeps_open(
+    cli: Cli, router: RouterProcess
+) -> None:
+    """Draining finishes an idle HTTPS keep-alive connection (close_notify, then EOF) and lingers for the
+    client's close up to the fin timeout (1 s). The drain asks every idle connection to finish every
+    50 ms, the lingering one too: a second close_notify after the half-close made uvloop raise, and the
+    drain never completed."""
+    with Backend(name="web") as backend:
+        service(cli, "web", 80, backend.address)
+        cli("create", "route", "edge", "secure", "--service", "web", "--hostname", "secure.example.com")
+        wait_serving(router.https, "secure.example.com", tls=True)
+        conn = Connection(router.https, tls=True, sni="secure.example.com", timeout=15)
+        response = conn.request("GET", "/", "secure.example.com")
+        assert response.status == 200 and not response.closed
+        router.signal(signal.SIGTERM)
+        # The client reads the TLS close and EOF, and keeps its side open: the router lingers.
+        assert conn.read_until_closed(limit=5) == b""
+        assert router.proc is not None
+        assert router.proc.wait(15) == 0  # drained, nothing cut
+        conn.close()
+        log = router.log()
+        assert "drained; bye" in log
+        assert "Traceback" not in log and "write to" not in log
+
+
 def test_sighup_reloads_the_default_certificate(cli: Cli, start_router, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     certs = tmp_path / "certs"
     cli("pki", "ca", "ca1", "--dir", str(certs), check=True)

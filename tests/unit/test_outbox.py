@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import uvloop
 
-from shiftroute.engine.outbox import Outbox, WriteBatch
+from shiftroute.engine.outbox import FLUSH_AT, Outbox, WriteBatch
 
 
 class Sink(asyncio.Protocol):
@@ -121,11 +121,43 @@ def test_a_closed_transport_drops_its_bytes_without_an_error() -> None:
         loop.set_exception_handler(lambda _loop, context: errors.append(context))
         batch = WriteBatch()
         box = Outbox(transport, loop, batch)
-        box.write(b"never sent")
         transport.abort()
+        await asyncio.sleep(0.02)  # the transport is gone: uvloop's own write would raise now
+        box.write(b"never sent")
         await asyncio.sleep(0.02)  # the batch runs and finds the transport closing
         assert _available(peer) == b""
         assert errors == []
+        peer.close()
+
+    run(main())
+
+
+def test_bulk_is_written_at_once_so_back_pressure_starts_where_it_did() -> None:
+    async def main() -> None:
+        transport, peer = await _pair()
+        box = Outbox(transport, asyncio.get_running_loop(), WriteBatch())
+        box.write(b"s" * 100)
+        assert _available(peer) == b""  # small: waits for the end of the iteration
+        box.write(b"b" * FLUSH_AT)
+        # Bulk: handed to the transport within the same callback (in the kernel, or in uvloop's buffer).
+        first = _available(peer)
+        assert first or transport.get_write_buffer_size() > 0
+        got = first + await _read(peer, 100 + FLUSH_AT - len(first))
+        assert got == b"s" * 100 + b"b" * FLUSH_AT
+        transport.close()
+        peer.close()
+
+    run(main())
+
+
+def test_empty_writes_queue_nothing() -> None:
+    async def main() -> None:
+        transport, peer = await _pair()
+        batch = WriteBatch()
+        box = Outbox(transport, asyncio.get_running_loop(), batch)
+        box.write(b"")
+        assert batch._boxes == []
+        transport.close()
         peer.close()
 
     run(main())
@@ -151,3 +183,25 @@ def test_a_batch_used_by_a_second_loop_still_writes() -> None:
 
     uvloop.run(first())
     run(second())
+
+
+def test_an_unexpected_write_failure_costs_only_its_own_connection() -> None:
+    """The connections write nothing after a half-close; if one ever did, uvloop's write raises in the
+    batch, and the other connections of the iteration must still be written."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        half_closed, peer_a = await _pair()
+        healthy, peer_b = await _pair()
+        batch = WriteBatch()
+        half_closed.write_eof()  # uvloop refuses writes after this: this box's flush raises
+        Outbox(half_closed, loop, batch).write(b"too late")
+        Outbox(healthy, loop, batch).write(b"still sent")
+        batch.run()
+        assert half_closed.is_closing()  # aborted, as asyncio does when a protocol callback raises
+        assert await _read(peer_b, 10) == b"still sent"
+        healthy.close()
+        peer_a.close()
+        peer_b.close()
+
+    run(main())

@@ -196,9 +196,10 @@ class _ClientBase:
 
     def send(self, data: bytes) -> None:
         """To the client as it is (the HTTP listener; the HTTPS one encrypts first). Defined here, on the
-        type the session holds, so that the session's call is a C call when compiled."""
+        type the session holds, so that the session's call is a C call when compiled. Nothing is sent
+        once the connection has half-closed (finish): a late 408 from the session's timer, say."""
         outbox = self.outbox
-        if outbox is not None and not self.closed:
+        if outbox is not None and not self.closed and not self.lingering:
             outbox.write(data)
 
     @property
@@ -363,16 +364,19 @@ class HttpsClientProtocol(_ClientBase):
 
     def send_raw(self, data: bytes) -> None:
         outbox = self.outbox
-        if outbox is not None and not self.closed:
+        if outbox is not None and not self.closed and not self.lingering:
             outbox.write(data)
 
     def send(self, data: bytes) -> None:
         outbox = self.outbox
-        if self._tls is not None and outbox is not None and not self.closed:
+        if self._tls is not None and outbox is not None and not self.closed and not self.lingering:
             outbox.write(self._tls.encrypt(data))
 
     def finish(self) -> None:
-        if self._tls is not None and self._phase == "http" and self.transport is not None and not self.closed:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.closed or self.lingering:
+            return  # finished already (the drain asks every idle connection, lingering ones too)
+        if self._tls is not None and self._phase == "http":
             self.send_raw(self._tls.close_notify())
         # The base class named, not super(): compiled, finish is a cpdef method, which has no __class__ cell.
         _ClientBase.finish(self)

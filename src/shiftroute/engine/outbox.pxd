@@ -15,6 +15,7 @@ cdef class Outbox:
     cdef public object transport, loop
     cdef public WriteBatch _batch
     cdef public list _pieces
+    cdef public Py_ssize_t _size
 
     cpdef write(self, bytes data)
     cpdef flush(self)

@@ -26,7 +26,14 @@ to both transports directly: batched, it measured the same (full handshakes, A/B
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+log = logging.getLogger("shiftroute.engine")
+
+# Bytes waiting in one outbox that are written at once rather than at the end of the iteration: asyncio's
+# (and uvloop's) default high-water mark, so back-pressure starts where it did with direct writes.
+FLUSH_AT = 64 * 1024
 
 
 class WriteBatch:
@@ -42,11 +49,15 @@ class WriteBatch:
         self._scheduled_on: Any = None
 
     def add(self, box: Outbox) -> None:
-        self._boxes.append(box)
         loop = box.loop
-        if self._scheduled_on is not loop:
-            self._scheduled_on = loop
+        scheduled_on = self._scheduled_on
+        if scheduled_on is not loop:
+            if scheduled_on is not None:
+                # That loop ended with its run never made: its connections' bytes can go nowhere now.
+                self._boxes = [other for other in self._boxes if other.loop is loop]
             loop.call_soon(self.run)
+            self._scheduled_on = loop
+        self._boxes.append(box)
 
     def run(self) -> None:
         """Write every waiting outbox (the loop callback; tests and bench.hotpath call it directly)."""
@@ -56,13 +67,20 @@ class WriteBatch:
             self._boxes = []
             box: Outbox  # typed: a C call per box when compiled
             for box in boxes:
-                box.flush()
+                try:
+                    box.flush()
+                except Exception:  # one connection's failure must not cost the others their writes
+                    # Not expected (the connections write nothing once they have half-closed or closed);
+                    # handled as asyncio handles a protocol callback that raises: logged, and that
+                    # transport aborted.
+                    log.exception("write to %r failed; connection aborted", box.transport)
+                    box.transport.abort()
 
 
 class Outbox:
     """One connection's bytes of this loop iteration, in order."""
 
-    __slots__ = ("_batch", "_pieces", "loop", "transport")
+    __slots__ = ("_batch", "_pieces", "_size", "loop", "transport")
 
     def __init__(
         self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, batch: WriteBatch
@@ -71,12 +89,21 @@ class Outbox:
         self.loop = loop
         self._batch = batch
         self._pieces: list[bytes] = []
+        self._size = 0  # bytes in _pieces
 
     def write(self, data: bytes) -> None:
+        if not data:
+            return
         pieces = self._pieces
         if not pieces:
             self._batch.add(self)
         pieces.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_AT:
+            # Bulk: handed over at once, so that the transport's high-water mark and the sessions'
+            # back-pressure (hardening.md rule 16) see it now. libuv calls data_received up to 32 times
+            # for one readable socket, so an iteration could otherwise gather megabytes per connection.
+            self.flush()
 
     def flush(self) -> None:
         """Hand what is waiting to the transport now: called by the batch, and by the connection before
@@ -85,6 +112,7 @@ class Outbox:
         if not pieces:
             return
         self._pieces = []
+        self._size = 0
         transport = self.transport
         if transport.is_closing():
             return  # closed by the peer meanwhile: nothing can be sent any more

@@ -270,6 +270,7 @@ class Router:
         controller.stop()
         if self.status is not None:
             await asyncio.to_thread(self.status.stop)
+        self.ctx.access.flush()  # access-log lines of the last loop iteration (engine/context.py)
         return code
 
     def _sighup(self) -> None:

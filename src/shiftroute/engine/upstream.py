@@ -146,6 +146,8 @@ class UpstreamConnection:
             self.close()
 
     def eof_received(self) -> bool | None:
+        if self.outbox is not None:
+            self.outbox.flush()  # asyncio closes the transport on False: what was written goes first
         return False  # close our side too: an HTTP/1.1 backend that half-closes is done
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -177,7 +179,7 @@ class UpstreamConnection:
         if handshake is not None and not handshake.done():
             handshake.set_exception(exc)
         if self.transport is not None:
-            self.transport.abort()
+            self.transport.abort()  # no flush: after a TLS failure nothing more is worth sending
 
     def send(self, data: bytes) -> None:
         outbox = self.outbox
