@@ -6,6 +6,7 @@ COMPILED_MODULES = [
     "shiftroute.protocol.http1_fields",
     "shiftroute.protocol.http1",
     "shiftroute.protocol.tls_hello",
+    "shiftroute.engine.backend_side",
     "shiftroute.engine.balance",
     "shiftroute.engine.context",
     "shiftroute.engine.deadlines",

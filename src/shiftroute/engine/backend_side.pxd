@@ -1,0 +1,23 @@
+# Cython declarations for backend_side.py, read when setup.py compiles it (ignored by Python): BackendSide
+# becomes an extension type (extending SessionBase's, session_base.pxd; HttpSession extends it in turn,
+# http_session.pxd) whose own attributes live in the object's C struct. Every attribute the class sets
+# must be declared here (the compiled build raises AttributeError otherwise; the suite runs against the
+# compiled build). `public` keeps every attribute visible to Python code as before.
+from shiftroute.engine.exchange cimport Exchange
+from shiftroute.engine.session_base cimport SessionBase
+from shiftroute.engine.upstream cimport UpstreamConnection
+
+
+cdef class BackendSide(SessionBase):
+    cdef public object _hold
+    cdef public UpstreamConnection _returning
+    cdef public bint _hold_clean
+
+    # Called per response on self: C calls rather than method lookups (Python sees them as before).
+    # _open is HttpSession's, declared again in http_session.pxd.
+    cpdef _open(self, Exchange ex, server, bint reuse)
+    cpdef _response_head(self, Exchange ex)
+    cpdef _response_body(self, Exchange ex, bytes data)
+    cpdef _to_client(self, bytes data)
+    cpdef _flush(self)
+    cpdef _response_complete(self, Exchange ex, bint upstream_gone=*)
