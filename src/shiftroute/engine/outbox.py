@@ -8,8 +8,9 @@ queued), every response woke the client again: with about 50 µs of work between
 had gone back to sleep each time. perf on the keep-alive reencrypt workload put 7 % of the router's CPU
 in `_raw_spin_unlock_irqrestore` under `sock_def_readable` (the wakeup). Written together at the end of
 the iteration, the first write wakes the reader and the others find it awake, as HAProxy's event loop
-does (it sends what its tasks produced after running them). Measured with wrk, 50 connections, keep-alive
-reencrypt: 102 -> 63 µs of router CPU per request (BENCHMARKS.md, session 7).
+does (it sends what its tasks produced after running them). Measured with wrk, 50 connections, in one
+A/B run: keep-alive reencrypt 105 -> 75 µs, edge 88 -> 61 µs of router CPU per request (BENCHMARKS.md,
+session 7).
 
 The cost is latency inside one iteration: a response waits for the other events of the same iteration,
 at most one iteration's work.
