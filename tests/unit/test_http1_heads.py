@@ -5,14 +5,12 @@ build is in use."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from shiftroute.engine import headers as hdr
 from shiftroute.protocol import http1, http1_fields
 from shiftroute.protocol.http1 import HttpError, parse_request_head, parse_response_head
-from shiftroute.routing.table import Server
+from shiftroute.routing.table import Backend, Server
 
 NAMES = frozenset({b"host", b"te", b"connection", b"keep-alive", b"transfer-encoding", b"sec-websocket-key"})
 TABLE = http1_fields.names_by_length(NAMES)
@@ -146,17 +144,25 @@ def test_serialize() -> None:
     assert http1.serialize_pieces([b"X", b"Y"], pairs, []) == b"XY\r\nA: 1\r\nB: \r\n\r\n"
 
 
-def backend(policy: str) -> SimpleNamespace:
-    return SimpleNamespace(
-        forwarded_policy=policy,
-        cookie_prefix=b"R=",
-        cookie_name="R",
-        request_actions=(),
-        response_actions=(),
-        hsts=None,
-        rewrite_target=None,
+def backend(policy: str) -> Backend:
+    """A real compiled route (the compiled build accepts nothing else): cookie `R`, no rewrites or actions."""
+    return Backend(
+        namespace="ns",
+        name="web",
+        host="a.test",
+        wildcard=False,
         path="",
-        set_cookie={},
+        termination="edge",
+        insecure_policy="None",
+        servers=(),
+        balance="roundrobin",
+        cookie_name="R",
+        cookie_suffix=b"",
+        servers_by_cookie={},
+        backend_context=None,
+        verify_service_hostname=False,
+        serving_context=None,
+        forwarded_policy=policy,
     )
 
 

@@ -6,6 +6,7 @@
 from shiftroute.engine.exchange cimport Exchange
 from shiftroute.engine.session_base cimport SessionBase
 from shiftroute.engine.upstream cimport UpstreamConnection
+from shiftroute.routing.table cimport Backend, Server
 
 
 cdef class BackendSide(SessionBase):
@@ -15,7 +16,7 @@ cdef class BackendSide(SessionBase):
 
     # Called per response on self: C calls rather than method lookups (Python sees them as before).
     # _open is HttpSession's, declared again in http_session.pxd.
-    cpdef _open(self, Exchange ex, server, bint reuse)
+    cpdef _open(self, Exchange ex, Server server, bint reuse)
     cpdef _response_head(self, Exchange ex)
     cpdef _response_body(self, Exchange ex, bytes data)
     cpdef _to_client(self, bytes data)

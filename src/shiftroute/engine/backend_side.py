@@ -57,7 +57,7 @@ class BackendSide(SessionBase):
             if self.down.writing_paused and self.tunnel.upstream is not None:
                 self.tunnel.upstream.pause_reading()
             return
-        ex = self.queue[0] if self.queue else None
+        ex: Exchange | None = self.queue[0] if self.queue else None  # typed: struct reads, compiled
         if ex is None or ex.resp_parser is None:
             return
         if ex.backend is not None:

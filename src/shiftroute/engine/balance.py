@@ -82,7 +82,12 @@ class Registry:
         weighted server is marked down, try them anyway (a guess beats a certain 503)."""
         now = time.monotonic()
         cap = backend.max_conn_per_server
-        weighted = [s for s in backend.servers if s.weight > 0 and s.id not in exclude]
+        # A loop rather than a comprehension: compiled, `s` is then typed (balance.pxd) and its fields are
+        # struct reads.
+        weighted: list[Server] = []
+        for s in backend.servers:
+            if s.weight > 0 and s.id not in exclude:
+                weighted.append(s)
         healthy = [s for s in weighted if self.state(s).usable(now)]
         pool = healthy or weighted
         if cap is not None:

@@ -8,6 +8,7 @@ from shiftroute.engine.balance cimport Registry
 from shiftroute.engine.deadlines cimport Deadlines
 from shiftroute.engine.outbox cimport WriteBatch
 from shiftroute.engine.upstream cimport Pool
+from shiftroute.routing.table cimport Backend
 
 
 cdef class RouterContext:

@@ -18,7 +18,7 @@ UNAVAILABLE = 503
 def http_backend(table: RoutingTable, head: RequestHead, secure: bool, sni: str | None) -> Backend | int:
     """The route for a request, or the status the router answers itself (302, 421 or 503)."""
     path = head.path.decode("latin-1")
-    backend = table.match_http(head.host, path)
+    backend: Backend | None = table.match_http(head.host, path)  # typed: struct reads, compiled
     if secure:
         # hardening.md rule 4: SNI chose one route (and its certificate), Host asks for another.
         if sni and sni != head.host and table.match_http(sni, path) is not backend:

@@ -5,6 +5,7 @@
 # keeps every attribute visible to Python code as before.
 from shiftroute.engine.upstream cimport UpstreamConnection
 from shiftroute.protocol.http1 cimport RequestHead, ResponseHead
+from shiftroute.routing.table cimport Backend, Server
 
 
 cdef class Exchange:
@@ -12,8 +13,12 @@ cdef class Exchange:
     # cimport Exchange (resp_head is None until the response head arrives; every read checks that first).
     cdef public RequestHead head
     cdef public ResponseHead resp_head
-    cdef public object backend, body_buffer, body_buffered, client_leftover, framing
-    cdef public object resp_headers, resp_parser, resp_reason, sent, server, set_cookie, status, table
+    cdef public object body_buffer, body_buffered, client_leftover, framing
+    cdef public object resp_headers, resp_parser, resp_reason, sent, set_cookie, status, table
+    # The route and endpoint typed (None until routed and picked): `ex.backend.timeouts.server` and the
+    # like are struct reads (routing/table.pxd).
+    cdef public Backend backend
+    cdef public Server server
     cdef public object tried
     # Typed too (None when the exchange has no backend connection): `ex.upstream.closed` and the like.
     cdef public UpstreamConnection upstream

@@ -12,6 +12,7 @@ from shiftroute.protocol.http1 cimport (
     status_line_start,
 )
 from shiftroute.protocol.http1_fields cimport special_name
+from shiftroute.routing.table cimport Backend, Server
 
 cdef tuple _UPSTREAM_BY_LENGTH
 
@@ -26,9 +27,9 @@ cdef class ClientInfo:
     cpdef tuple own_headers(self, bytes host)
 
 
-cpdef bytes rewrite_path(object backend, bytes path)
+cpdef bytes rewrite_path(Backend backend, bytes path)
 
 
 @cython.locals(headers=list, sent=set, lower=bytes, name=bytes, pieces=list, own=tuple)
-cpdef bytes upstream_head(RequestHead head, object backend, object server, ClientInfo client)
+cpdef bytes upstream_head(RequestHead head, Backend backend, Server server, ClientInfo client)
 

@@ -7,6 +7,7 @@
 from shiftroute.engine.backend_side cimport BackendSide
 from shiftroute.engine.exchange cimport Exchange, ResponseCallbacks
 from shiftroute.engine.upstream cimport UpstreamConnection
+from shiftroute.routing.table cimport Backend, Server
 
 
 cdef class HttpSession(BackendSide):
@@ -16,5 +17,5 @@ cdef class HttpSession(BackendSide):
     cpdef _pump(self)
     cpdef _route(self, Exchange ex)
     cpdef _pick_server(self, Exchange ex)
-    cpdef _open(self, Exchange ex, server, bint reuse)
+    cpdef _open(self, Exchange ex, Server server, bint reuse)
     cpdef _attach(self, Exchange ex, UpstreamConnection conn)

@@ -150,7 +150,7 @@ class HttpSession(BackendSide):
             else:
                 self._local(ex, responses.SERVICE_UNAVAILABLE, 503, close=True)
             return
-        backend = decision
+        backend: Backend = decision  # typed: struct reads, compiled (routing/table.pxd)
         ex.backend = backend
         if not self._admit_client(backend):
             self.abort()  # refused at connection level, as HAProxy's `tcp-request content reject` does
@@ -175,7 +175,7 @@ class HttpSession(BackendSide):
         backend = ex.backend
         assert backend is not None
         registry = self.ctx.registry
-        server = None
+        server: Server | None = None  # typed: struct reads, compiled
         if backend.cookie_prefix is not None and not ex.tried:
             value = client_cookie(ex.head, backend.cookie_prefix)
             if value is not None:

@@ -14,8 +14,15 @@ from datetime import datetime
 
 from shiftroute.api.annotations import IPNetwork
 
+# Compiled by setup.py, the classes below are extension types (table.pxd) whose fields Python code may
+# read but never assign, so the fields derived in `__post_init__` are assigned there directly, in C. As
+# Python sources they are frozen dataclasses, set through `object.__setattr__` as the dataclasses
+# documentation prescribes. (Compiled, `slots=True` is not accepted and not needed: an extension type
+# has no instance dictionary.)
+_COMPILED = not __file__.endswith(".py")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True)
 class Server:
     """One endpoint address of one service port, as HAProxy would have one `server` line."""
 
@@ -30,10 +37,14 @@ class Server:
 
     def __post_init__(self) -> None:
         address = f"[{self.address}]" if ":" in self.address else self.address
-        object.__setattr__(self, "label", f"{address}:{self.port}")
+        label = f"{address}:{self.port}"
+        if _COMPILED:
+            self.label = label  # type: ignore[misc]
+        else:
+            object.__setattr__(self, "label", label)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RateLimits:
     concurrent_tcp: int | None = None
     rate_tcp: int | None = None  # per 3 s
@@ -44,7 +55,7 @@ class RateLimits:
         return bool(self.concurrent_tcp or self.rate_tcp or self.rate_http)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Timeouts:
     connect: float = 5.0
     server: float = 30.0  # backend inactivity (annotation `timeout`)
@@ -52,7 +63,7 @@ class Timeouts:
     tunnel: float = 3600.0  # annotation `timeout-tunnel`
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class Backend:
     """A compiled, admitted route: where its traffic goes and what the router does on the way."""
 
@@ -92,16 +103,21 @@ class Backend:
     cookie_prefix: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "label", f"{self.namespace}/{self.name}")
+        label = f"{self.namespace}/{self.name}"
+        cookie_prefix = self.cookie_name.encode() + b"=" if self.cookie_name else None
         cookies: dict[str, bytes] = {}
-        object.__setattr__(
-            self, "cookie_prefix", self.cookie_name.encode() + b"=" if self.cookie_name else None
-        )
         if self.cookie_name:
             name = self.cookie_name.encode()
             for server in self.servers:
                 cookies[server.id] = b"%b=%b%b" % (name, server.cookie_value.encode(), self.cookie_suffix)
-        object.__setattr__(self, "set_cookie", cookies)
+        if _COMPILED:
+            self.label = label  # type: ignore[misc]
+            self.cookie_prefix = cookie_prefix  # type: ignore[misc]
+            self.set_cookie = cookies  # type: ignore[misc]
+        else:
+            object.__setattr__(self, "label", label)
+            object.__setattr__(self, "cookie_prefix", cookie_prefix)
+            object.__setattr__(self, "set_cookie", cookies)
 
     def backend_hostname(self, server: Server) -> str | None:
         return f"{server.service}.{self.namespace}.svc" if self.verify_service_hostname else None
