@@ -22,3 +22,10 @@ cdef class BackendSide(SessionBase):
     cpdef _to_client(self, bytes data)
     cpdef _flush(self)
     cpdef _response_complete(self, Exchange ex, bint upstream_gone=*)
+
+
+cdef class ResponseCallbacks:
+    # session typed: its steps (_response_head, _response_body, _response_complete) are C calls.
+    cdef public BackendSide session
+    cdef public object conn
+    cdef public Exchange ex

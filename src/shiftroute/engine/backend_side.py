@@ -1,7 +1,8 @@
 """The backend's half of an HTTP session (http_session.py adds the client's): what an endpoint connection
 sends back, made into the client's response; keep-alive reuse of that connection; retries of a request
-the endpoint never answered; bad responses (502, hardening.md rule 12); and the start of a WebSocket
-tunnel once the endpoint answers 101.
+the endpoint never answered; bad responses (502, hardening.md rule 12); the start of a WebSocket tunnel
+once the endpoint answers 101; and the response parser's callbacks (ResponseCallbacks), which hand
+llhttp's events to those steps.
 
 The steps of the request side that a backend event leads to (opening another connection, trying another
 endpoint) are HttpSession's; they are declared here so that both halves type-check and, compiled, call
@@ -306,3 +307,38 @@ class BackendSide(SessionBase):
             ex.started,
             self.down.peer_ip,
         )
+
+
+class ResponseCallbacks:
+    """httptools response-parser callbacks, forwarded to the session for the exchange they belong to. Here,
+    beside BackendSide, so that compiled they call its steps in C (backend_side.pxd types `session`)."""
+
+    __slots__ = ("conn", "ex", "session")
+
+    def __init__(self, session: BackendSide, ex: Exchange, conn: UpstreamConnection) -> None:
+        self.session = session
+        self.ex = ex
+        self.conn = conn  # the backend connection whose parser calls these (one per connection)
+
+    def on_message_begin(self) -> None:
+        if self.ex.done:
+            # A second message in what the backend sent after the response it owed (hardening.md rule 12):
+            # nothing of it reaches the client, and the connection is not used again. Raising stops llhttp.
+            self.session._backend_sent_extra(self.ex, self.conn)
+            raise HttpError(502, "backend sent more than its response")
+        self.ex.resp_headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.ex.resp_reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.ex.resp_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.session._response_head(self.ex)
+
+    def on_body(self, data: bytes) -> None:
+        self.session._response_body(self.ex, data)
+
+    def on_message_complete(self) -> None:
+        self.session._response_complete(self.ex)

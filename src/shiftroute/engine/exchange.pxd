@@ -25,8 +25,3 @@ cdef class Exchange:
     cdef public double started
     cdef public bint body_done, close_after, connecting, counted, done, request_sent, resp_started
     cdef public bint reused, upstream_extra
-
-
-cdef class ResponseCallbacks:
-    cdef public object session, conn
-    cdef public Exchange ex

@@ -1,20 +1,17 @@
-"""The pieces of one HTTP exchange: the client side as a session sees it, one request/response pair, and
-the response-parser callbacks that route llhttp's events back to the session."""
+"""The pieces of one HTTP exchange: the client side as a session sees it, and one request/response pair.
+(The response parser's callbacks are the backend side's: backend_side.ResponseCallbacks.)"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import httptools
 
 from shiftroute.engine.upstream import UpstreamConnection
-from shiftroute.protocol.http1 import NO_BODY, HttpError, RequestHead, ResponseHead
+from shiftroute.protocol.http1 import NO_BODY, RequestHead, ResponseHead
 from shiftroute.routing.table import Backend, RoutingTable, Server
-
-if TYPE_CHECKING:
-    from shiftroute.engine.http_session import HttpSession
 
 
 class Downstream(Protocol):
@@ -99,37 +96,3 @@ class Exchange:
         self.counted = False  # counted in its server's active connections
         self.reused = False  # the upstream connection came from the pool
         self.done = False  # answered (by the backend or the router); later parser callbacks are ignored
-
-
-class ResponseCallbacks:
-    """httptools response-parser callbacks, forwarded to the session for the exchange they belong to."""
-
-    __slots__ = ("conn", "ex", "session")
-
-    def __init__(self, session: HttpSession, ex: Exchange, conn: UpstreamConnection) -> None:
-        self.session = session
-        self.ex = ex
-        self.conn = conn  # the backend connection whose parser calls these (one per connection)
-
-    def on_message_begin(self) -> None:
-        if self.ex.done:
-            # A second message in what the backend sent after the response it owed (hardening.md rule 12):
-            # nothing of it reaches the client, and the connection is not used again. Raising stops llhttp.
-            self.session._backend_sent_extra(self.ex, self.conn)
-            raise HttpError(502, "backend sent more than its response")
-        self.ex.resp_headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self.ex.resp_reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.ex.resp_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.session._response_head(self.ex)
-
-    def on_body(self, data: bytes) -> None:
-        self.session._response_body(self.ex, data)
-
-    def on_message_complete(self) -> None:
-        self.session._response_complete(self.ex)

@@ -4,8 +4,8 @@
 # attribute the class sets must be declared here or in its bases' (the compiled build raises
 # AttributeError otherwise; the suite runs against the compiled build). `public` keeps every attribute
 # visible to Python code as before.
-from shiftroute.engine.backend_side cimport BackendSide
-from shiftroute.engine.exchange cimport Exchange, ResponseCallbacks
+from shiftroute.engine.backend_side cimport BackendSide, ResponseCallbacks
+from shiftroute.engine.exchange cimport Exchange
 from shiftroute.engine.upstream cimport UpstreamConnection
 from shiftroute.routing.table cimport Backend, Server
 

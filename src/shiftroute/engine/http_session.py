@@ -16,10 +16,10 @@ import httptools
 
 # Names imported, not modules: compiled, a module global is a cached read; `module.name` would be a
 # generic attribute lookup on every request.
-from shiftroute.engine.backend_side import BackendSide
+from shiftroute.engine.backend_side import BackendSide, ResponseCallbacks
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.decide import MISDIRECTED, REDIRECT, admit_connection, admit_request, http_backend
-from shiftroute.engine.exchange import Downstream, Exchange, ResponseCallbacks
+from shiftroute.engine.exchange import Downstream, Exchange
 from shiftroute.engine.headers import ClientInfo, client_cookie, upstream_head
 from shiftroute.engine.request_reader import Refused, RequestReader, Upgraded
 from shiftroute.engine.session_base import SessionBase

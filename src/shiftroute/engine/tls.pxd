@@ -6,3 +6,8 @@
 cdef class TlsLayer:
     cdef public object _in, _out, _pending, _read, _write, obj
     cdef public bint handshake_done
+
+    # Called for every record both ways, by the listeners and the upstream connections: cpdef, so those
+    # typed callers call them in C rather than through a method lookup (Python sees them as before).
+    cpdef tuple feed(self, bytes data)
+    cpdef bytes encrypt(self, bytes data)
