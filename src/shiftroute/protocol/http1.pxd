@@ -19,6 +19,8 @@
 # every request are C globals (not visible to Python as module attributes).
 cimport cython
 
+cimport shiftroute.protocol.head_bytes as head_bytes
+
 # The field helpers, cimported: C calls per header (http1_fields.pxd declares them cpdef).
 # (names_by_length, used at import, is imported by http1.py as a Python function.)
 from shiftroute.protocol.http1_fields cimport (
@@ -66,7 +68,6 @@ cpdef bytes serialize_head(bytes first_line, list headers, list added=*)
 
 cpdef bytes serialize_pieces(list parts, list headers, list added=*)
 
-cdef object _add_fields(list parts, list headers)
 
 @cython.locals(start=bytes)
 cpdef bytes status_line_start(object status)

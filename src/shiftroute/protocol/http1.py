@@ -11,6 +11,7 @@ it never forwards raw client bytes of a head.
 
 from __future__ import annotations
 
+from shiftroute.protocol import head_bytes
 from shiftroute.protocol.http1_fields import (
     add_tokens,
     drop_named,
@@ -419,22 +420,10 @@ def serialize_head(
 def serialize_pieces(
     parts: list[bytes], headers: list[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]] | None = None
 ) -> bytes:
-    """As serialize_head, with the first line given as the pieces `parts` (which this extends and joins):
-    the caller need not format a first line only to have it copied again. The pieces are joined once: no
-    `name: value` object is made per header."""
-    _add_fields(parts, headers)
-    if added:
-        _add_fields(parts, added)
-    parts.append(b"\r\n\r\n")
-    return b"".join(parts)
-
-
-def _add_fields(parts: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
-    for name, value in headers:
-        parts.append(b"\r\n")
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
+    """As serialize_head, with the first line given as the pieces `parts`: the caller need not format a
+    first line only to have it copied again. Compiled, the head is sized first and copied into one bytes
+    object (head_bytes.pxd): no list of pieces, no `name: value` object per header."""
+    return head_bytes.serialize(parts, headers, added)
 
 
 _STATUS_LINES = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
