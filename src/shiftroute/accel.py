@@ -3,8 +3,9 @@ sources.
 
 Both are the same source files; the compiled build is only faster. The sources are used instead when:
 - `SHIFTROUTE_PURE_PYTHON=1` is set (to compare, or to rule the compiled build out when debugging), or
-- a compiled module is older than its source in a source checkout (an editable install where a `.py` was
-  edited after the last `make install`): running the stale build would silently run old code.
+- a compiled module is older than its source, or than a `.pxd`, in a source checkout (an editable install
+  where a `.py` or `.pxd` was edited after the last `make install`): running the stale build would silently
+  run old code.
 It is all or nothing: compiled modules rely on each other's extension types (the `.pxd` files), so one
 source module among compiled ones could be refused by them.
 
@@ -39,15 +40,29 @@ def compiled_present() -> list[str]:
     return [name for name in COMPILED_MODULES if os.path.exists(_paths(name)[1])]
 
 
+def _newest_declaration() -> float:
+    """When a `.pxd` of the package last changed (0 if none). Declarations are part of what a module
+    compiles to (types, cimported inline C such as protocol/head_bytes.pxd), and cimports cross modules,
+    so any of them newer than a compiled module makes that module suspect."""
+    newest = 0.0
+    for directory, _dirs, files in os.walk(_PACKAGE_DIR):
+        for name in files:
+            if name.endswith(".pxd"):
+                newest = max(newest, os.path.getmtime(os.path.join(directory, name)))
+    return newest
+
+
 def stale() -> list[str]:
-    """Compiled modules older than their source, in a source checkout (an installed wheel's files carry
-    install times, not build times, so they are not compared)."""
+    """Compiled modules older than their source or than any `.pxd`, in a source checkout (an installed
+    wheel's files carry install times, not build times, so they are not compared)."""
     if "site-packages" in _PACKAGE_DIR or "dist-packages" in _PACKAGE_DIR:
         return []
+    declared = _newest_declaration()
     out = []
     for name in compiled_present():
         source, compiled = _paths(name)
-        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(compiled):
+        built = os.path.getmtime(compiled)
+        if (os.path.exists(source) and os.path.getmtime(source) > built) or declared > built:
             out.append(name)
     return out
 
@@ -75,7 +90,7 @@ def install() -> None:
         if not old:
             return
         names = ", ".join(m.rsplit(".", 1)[1] for m in old)
-        reason_for_sources = f"compiled {names} older than the source (run `make install`)"
+        reason_for_sources = f"compiled {names} older than the sources (run `make install`)"
     if not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SourceFinder())
 

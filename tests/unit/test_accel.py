@@ -72,6 +72,15 @@ def test_a_compiled_module_older_than_its_source_is_stale(
     assert accel.stale() == []
     os.utime(source, (3_000, 3_000))  # edited after the build
     assert accel.stale() == ["shiftroute.engine.tls"]
+    os.utime(source, (1_000, 1_000))
+    assert accel.stale() == []
+    # A declaration edited after the build (types, or inline C such as protocol/head_bytes.pxd) counts too,
+    # whichever module's it is: cimports cross modules.
+    declaration = package / "protocol" / "head_bytes.pxd"
+    declaration.parent.mkdir()
+    declaration.write_text("# declarations\n")
+    os.utime(declaration, (3_000, 3_000))
+    assert accel.stale() == ["shiftroute.engine.tls"]
     # An installed wheel's files carry install times, not build times: not compared there.
     monkeypatch.setattr(accel, "_PACKAGE_DIR", str(tmp_path / "site-packages" / "shiftroute"))
     assert accel.stale() == []
