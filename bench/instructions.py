@@ -85,9 +85,11 @@ class Callgrind:
 
     def _control(self, flag: str, pids: list[int]) -> None:
         for pid in pids:
-            subprocess.run(
+            done = subprocess.run(
                 [_require("callgrind_control"), flag, str(pid)], capture_output=True, text=True, timeout=120
             )
+            if done.returncode != 0:  # a count taken without its zeroing or dump would be silently wrong
+                raise RuntimeError(f"callgrind_control {flag} {pid} failed: {done.stdout} {done.stderr}")
 
     def zero(self, pids: list[int]) -> None:
         self._control("-z", pids)
@@ -149,9 +151,13 @@ def _group(obj: str) -> str:
 
 
 def _read(dumps: list[Path]) -> Counter[tuple[str, str]]:
+    """The first thread's costs: the event loop's, where both routers serve requests (HAProxy runs
+    `nbthread 1`); the other threads poll on timers (see Callgrind.wrap)."""
     out: Counter[tuple[str, str]] = Counter()
     for dump in dumps:
-        out.update(_self_costs(dump.read_text(errors="replace")))
+        text = dump.read_text(errors="replace")
+        if re.search(r"^thread:\s*1\s*$", text, re.MULTILINE):
+            out.update(_self_costs(text))
     return out
 
 

@@ -3,9 +3,9 @@ sources.
 
 Both are the same source files; the compiled build is only faster. The sources are used instead when:
 - `SHIFTROUTE_PURE_PYTHON=1` is set (to compare, or to rule the compiled build out when debugging), or
-- a compiled module is older than its source, or than a `.pxd`, in a source checkout (an editable install
-  where a `.py` or `.pxd` was edited after the last `make install`): running the stale build would silently
-  run old code.
+- a compiled module is older than its source, or than a `.pxd` it was built against, in a source checkout
+  (an editable install where a `.py` or `.pxd` was edited after the last `make install`): running the stale
+  build would silently run old code.
 It is all or nothing: compiled modules rely on each other's extension types (the `.pxd` files), so one
 source module among compiled ones could be refused by them.
 
@@ -18,6 +18,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -40,29 +41,45 @@ def compiled_present() -> list[str]:
     return [name for name in COMPILED_MODULES if os.path.exists(_paths(name)[1])]
 
 
-def _newest_declaration() -> float:
-    """When a `.pxd` of the package last changed (0 if none). Declarations are part of what a module
-    compiles to (types, cimported inline C such as protocol/head_bytes.pxd), and cimports cross modules,
-    so any of them newer than a compiled module makes that module suspect."""
-    newest = 0.0
-    for directory, _dirs, files in os.walk(_PACKAGE_DIR):
-        for name in files:
-            if name.endswith(".pxd"):
-                newest = max(newest, os.path.getmtime(os.path.join(directory, name)))
-    return newest
+# `from shiftroute.a.b cimport x` and `cimport shiftroute.a.b as x` in a .pxd: the modules whose
+# declarations a compiled module was built against.
+_CIMPORT = re.compile(
+    r"^\s*(?:from\s+(shiftroute(?:\.\w+)+)\s+cimport|cimport\s+(shiftroute(?:\.\w+)+))", re.M
+)
+
+
+def declarations(name: str) -> list[str]:
+    """The `.pxd` files a compiled module depends on: its own and those it cimports, transitively (what
+    setup.py's cythonize tracks to decide what to rebuild). Declarations are part of what a module compiles
+    to: types, and inline C such as protocol/head_bytes.pxd."""
+    files: list[str] = []
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        pxd = _paths(module)[0][: -len(".py")] + ".pxd"
+        if not os.path.exists(pxd):
+            continue
+        files.append(pxd)
+        with open(pxd, encoding="utf-8") as f:
+            todo.extend(m.group(1) or m.group(2) for m in _CIMPORT.finditer(f.read()))
+    return files
 
 
 def stale() -> list[str]:
-    """Compiled modules older than their source or than any `.pxd`, in a source checkout (an installed
-    wheel's files carry install times, not build times, so they are not compared)."""
+    """Compiled modules older than their source or than a `.pxd` they were built against, in a source
+    checkout (an installed wheel's files carry install times, not build times, so they are not compared)."""
     if "site-packages" in _PACKAGE_DIR or "dist-packages" in _PACKAGE_DIR:
         return []
-    declared = _newest_declaration()
     out = []
     for name in compiled_present():
         source, compiled = _paths(name)
         built = os.path.getmtime(compiled)
-        if (os.path.exists(source) and os.path.getmtime(source) > built) or declared > built:
+        inputs = [source, *declarations(name)] if os.path.exists(source) else declarations(name)
+        if any(os.path.getmtime(path) > built for path in inputs):
             out.append(name)
     return out
 

@@ -74,12 +74,21 @@ def test_a_compiled_module_older_than_its_source_is_stale(
     assert accel.stale() == ["shiftroute.engine.tls"]
     os.utime(source, (1_000, 1_000))
     assert accel.stale() == []
-    # A declaration edited after the build (types, or inline C such as protocol/head_bytes.pxd) counts too,
-    # whichever module's it is: cimports cross modules.
-    declaration = package / "protocol" / "head_bytes.pxd"
-    declaration.parent.mkdir()
-    declaration.write_text("# declarations\n")
-    os.utime(declaration, (3_000, 3_000))
+    # A declaration the module was built against, edited after the build, counts too: its own .pxd and
+    # those it cimports (here inline C, as protocol/head_bytes.pxd), not an unrelated one.
+    (package / "protocol").mkdir()
+    (package / "engine" / "tls.pxd").write_text("cimport shiftroute.protocol.head_bytes as head_bytes\n")
+    (package / "protocol" / "head_bytes.pxd").write_text("# inline C\n")
+    (package / "protocol" / "other.pxd").write_text("# declarations of another module\n")
+    for path in (package / "engine" / "tls.pxd", package / "protocol" / "head_bytes.pxd"):
+        os.utime(path, (1_000, 1_000))
+    os.utime(package / "protocol" / "other.pxd", (3_000, 3_000))
+    assert accel.declarations("shiftroute.engine.tls") == [
+        str(package / "engine" / "tls.pxd"),
+        str(package / "protocol" / "head_bytes.pxd"),
+    ]
+    assert accel.stale() == []
+    os.utime(package / "protocol" / "head_bytes.pxd", (3_000, 3_000))
     assert accel.stale() == ["shiftroute.engine.tls"]
     # An installed wheel's files carry install times, not build times: not compared there.
     monkeypatch.setattr(accel, "_PACKAGE_DIR", str(tmp_path / "site-packages" / "shiftroute"))

@@ -113,7 +113,7 @@ def upstream_head(head: RequestHead, backend: Backend, server: Server, client: C
         name, value = item
         lower = special_name(name, _UPSTREAM_BY_LENGTH)
         if lower is None:
-            headers.append(item)  # the pair as received (only serialized: a list pair would do as well)
+            headers.append(item)  # the pair as received (a tuple: the compiled head writer takes only tuples)
             continue
         if lower in _FORWARDED_NAMES:
             if sent is None:

@@ -7,6 +7,7 @@ A published table is never mutated; a connection takes `holder.current` once and
 
 from __future__ import annotations
 
+import importlib.machinery
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from shiftroute.api.annotations import IPNetwork
 # Python sources they are frozen dataclasses, set through `object.__setattr__` as the dataclasses
 # documentation prescribes. (Compiled, `slots=True` is not accepted and not needed: an extension type
 # has no instance dictionary.)
-_COMPILED = not __file__.endswith(".py")
+_COMPILED = __file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))  # not .py, .pyc
 
 
 @dataclass(frozen=True)
