@@ -4,9 +4,9 @@ router's own code, libc).
 
 Why: on a shared two-core machine, CPU time per request moves by 10-20 % from run to run (HAProxy's own
 figure varied from 49 to 68 µs per request within one session), so a change worth 3 % cannot be seen in
-`make bench`. An instruction count is the same on every run. What it leaves out is the kernel (system
-calls, the loopback network) and the cost of cache misses, so it complements the CPU-time table, it does
-not replace it.
+`make bench`. An instruction count moves by about 2 % (how requests group per loop iteration depends on
+timing). What it leaves out is the kernel (system calls, the loopback network) and the cost of cache
+misses, so it complements the CPU-time table, it does not replace it.
 
 How: each router runs under callgrind (`--workers 1`; HAProxy `nbthread 1`) behind the same nginx backend
 as `make bench`. h2load sends N1 and then N2 keep-alive requests over the same number of new connections;
@@ -192,7 +192,11 @@ def _count(env: Env, router: Any, cg: Callgrind, termination: str, requests: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.instructions",
+        description=__doc__.split("\n\n")[0],
+        epilog="Needs valgrind (apt-get install valgrind). About three minutes; results are printed, not saved.",
+    )
     p.add_argument("--ref", help="measure src/shiftroute at this git ref (see python -m bench --help)")
     p.add_argument("--terminations", default="reencrypt,edge", help="comma-separated (default: %(default)s)")
     p.add_argument(
