@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m bench.instructions",
         description=__doc__.split("\n\n")[0],
-        epilog="Needs valgrind (apt-get install valgrind). About three minutes; results are printed, not saved.",
+        epilog="Needs valgrind (apt-get install valgrind). About three minutes; prints, saves nothing.",
     )
     p.add_argument("--ref", help="measure src/shiftroute at this git ref (see python -m bench --help)")
     p.add_argument("--terminations", default="reencrypt,edge", help="comma-separated (default: %(default)s)")
