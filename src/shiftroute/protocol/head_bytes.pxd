@@ -29,29 +29,29 @@ cdef inline Py_ssize_t _fields_size(list fields) except -1:
     return total
 
 
+cdef inline Py_ssize_t _put(char* out, Py_ssize_t pos, bytes piece):
+    """Copy `piece` to `out` at `pos` (the caller has checked that it fits); the position after it."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(piece)
+    memcpy(out + pos, PyBytes_AS_STRING(piece), n)
+    return pos + n
+
+
 cdef inline Py_ssize_t _copy_fields(char* out, Py_ssize_t pos, Py_ssize_t end, list fields) except -1:
     # After _fields_size accepted the same fields, with no Python code run in between; the bound is checked
     # anyway, so that a list changed between the two passes can never write past the object.
     cdef tuple field
     cdef bytes name, value
-    cdef Py_ssize_t n
     for field in fields:
         name = field[0]
         value = field[1]
         if name is None or value is None or pos + 4 + len(name) + len(value) > end:
             raise RuntimeError("header fields changed while the head was written")
-        out[pos] = 13
-        out[pos + 1] = 10
-        pos += 2
-        n = PyBytes_GET_SIZE(name)
-        memcpy(out + pos, PyBytes_AS_STRING(name), n)
-        pos += n
-        out[pos] = 58
-        out[pos + 1] = 32
-        pos += 2
-        n = PyBytes_GET_SIZE(value)
-        memcpy(out + pos, PyBytes_AS_STRING(value), n)
-        pos += n
+        out[pos] = 13  # \r
+        out[pos + 1] = 10  # \n
+        pos = _put(out, pos + 2, name)
+        out[pos] = 58  # :
+        out[pos + 1] = 32  # space
+        pos = _put(out, pos + 2, value)
     return pos
 
 
@@ -76,9 +76,7 @@ cdef inline bytes serialize(list first, list headers, list added):
     for piece in first:
         if piece is None or pos + PyBytes_GET_SIZE(piece) > total - 4:
             raise RuntimeError("the first line changed while the head was written")
-        n = PyBytes_GET_SIZE(piece)
-        memcpy(out + pos, PyBytes_AS_STRING(piece), n)
-        pos += n
+        pos = _put(out, pos, piece)
     pos = _copy_fields(out, pos, total - 4, headers)
     if added is not None:
         pos = _copy_fields(out, pos, total - 4, added)
