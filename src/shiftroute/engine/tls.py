@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import ssl
 
+from shiftroute.engine import tls_direct
+
 READ_SIZE = 65536
+# Compiled, records after the handshake go through OpenSSL from C (tls_direct.pxd) when the `SSL` object can
+# be reached safely; False keeps every connection on `ssl` (the tests compare the two paths).
+DIRECT = True
 
 
 class TlsLayer:
-    __slots__ = ("_in", "_out", "_pending", "_read", "_write", "handshake_done", "obj")
+    __slots__ = ("_handle", "_in", "_out", "_pending", "_read", "_write", "handshake_done", "obj")
 
     def __init__(
         self,
@@ -36,6 +41,13 @@ class TlsLayer:
         self._read = raw.read
         self._write = raw.write
         self._pending = raw.pending
+        # Used once the handshake is done (0: not available, every record goes through `ssl`).
+        self._handle = tls_direct.handle_of(raw, self._in, self._out) if DIRECT else 0
+
+    @property
+    def direct(self) -> bool:
+        """Whether records after the handshake skip the `ssl` wrappers (compiled build, see tls_direct)."""
+        return self._handle != 0
 
     def start(self) -> bytes:
         """Client side: the first flight (ClientHello)."""
@@ -54,6 +66,8 @@ class TlsLayer:
 
         Raises ssl.SSLError on a handshake or protocol failure. `peer closed` means close_notify arrived
         (after the pieces returned with it)."""
+        if self.handshake_done and self._handle:
+            return tls_direct.feed(self._handle, data)
         self._in.write(data)
         if not self.handshake_done:
             self._handshake()
@@ -84,6 +98,8 @@ class TlsLayer:
         return pieces, outgoing.read() if outgoing.pending else b"", closed
 
     def encrypt(self, data: bytes) -> bytes:
+        if self.handshake_done and self._handle:
+            return tls_direct.encrypt(self._handle, data)
         self._write(data)
         return self._out.read()
 
