@@ -14,6 +14,7 @@ import httptools
 
 from shiftroute.engine.context import Limits
 from shiftroute.engine.exchange import Exchange
+from shiftroute.protocol import head_scan
 from shiftroute.protocol.http1 import CHUNKED, HttpError, parse_request_head
 from shiftroute.routing.table import TableHolder
 
@@ -24,6 +25,15 @@ MAX_TRAILER_BYTES = 8 * 1024
 CHUNKED_SLICE = 8 * 1024
 MAX_CHUNK_LINE = 8 * 1024
 MAX_HEADERS = 100
+# What RequestReader._scan_heads answers instead of a position.
+_SCAN_REFUSED = -1
+_SCAN_CLOSED = -2
+
+
+def scan_request_head(data: bytes, limit: int) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]] | None:
+    """What the reader's shortcut makes of `data` (head_scan.request as this module runs it: the C version
+    when compiled, None from the sources); tests/unit/test_head_scan.py compares it with llhttp."""
+    return head_scan.request(data, 0, limit, MAX_HEADERS)
 
 
 class RequestSink(Protocol):
@@ -76,6 +86,13 @@ class RequestReader:
         if self.in_head or expecting_head:
             self._head_bytes += len(data)
         start = 0
+        if self.parsing is None and not self.in_head:
+            # Between requests (llhttp holds nothing): plain heads that arrived whole are read without it.
+            start = self._scan_heads(data)
+            if start == _SCAN_REFUSED and self._error is not None:
+                return Refused(self._error.status, self._error.reason)
+            if start < 0:
+                return None
         while start < len(data):
             ex = self.parsing
             in_body = ex is not None and not self.in_head
@@ -104,6 +121,30 @@ class RequestReader:
         if (self.in_head or expecting_head) and self._head_bytes > self.limits.max_head_bytes:
             return Refused(431 if self.headers else 414, "request head too large")
         return None
+
+    def _scan_heads(self, data: bytes) -> int:
+        """Requests read by head_scan (compiled only; see head_scan.pxd), as llhttp's callbacks below would
+        deliver them; where llhttp takes over, _SCAN_REFUSED (self._error says why) or _SCAN_CLOSED."""
+        start = 0
+        while start < len(data):
+            scanned = head_scan.request(data, start, self.limits.max_head_bytes, MAX_HEADERS)
+            if scanned is None:
+                return start
+            start, method, target, fields = scanned
+            self._head_bytes = 0
+            try:
+                head = parse_request_head(method, target, "1.1", fields)
+            except HttpError as exc:
+                self._error = exc
+                return _SCAN_REFUSED
+            # As on_headers_complete, then on_message_complete: the head was the whole request.
+            ex = Exchange(head, self.holder.current)
+            self.sink.request_started(ex)
+            ex.body_done = True
+            self.sink.request_done(ex)
+            if self.sink.closed:
+                return _SCAN_CLOSED
+        return start
 
     # -- httptools callbacks ---------------------------------------------------------------------------
 
