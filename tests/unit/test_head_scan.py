@@ -16,6 +16,7 @@ import pytest
 
 from shiftroute import accel
 from shiftroute.engine import request_reader
+from shiftroute.engine.backend_side import scan_response
 from shiftroute.engine.context import Limits
 from shiftroute.engine.exchange import Exchange
 from shiftroute.engine.request_reader import Refused, RequestReader, scan_request_head
@@ -240,3 +241,132 @@ def test_a_plain_head_the_router_refuses_is_refused_either_way() -> None:
     assert reader.feed(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", expecting_head=True) == Refused(
         400, "several Host headers"
     )
+
+
+# -- responses (BackendSide.upstream_data's shortcut) ------------------------------------------------------
+
+
+@dataclass
+class LlhttpResponse:
+    reason: bytes = b""
+    fields: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    complete_at: int | None = None
+    keep_alive: bool = False  # as llhttp says when the response ends (it forgets afterwards)
+    fed: int = 0
+    parser: httptools.HttpResponseParser | None = None
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+
+    def on_message_complete(self) -> None:
+        if self.complete_at is None and self.parser is not None:
+            self.complete_at = self.fed
+            self.keep_alive = self.parser.should_keep_alive()
+
+
+def check_response_against_llhttp(data: bytes) -> bool:
+    """Whether the scanner read `data` as one response; if it did, llhttp must read the same, ending there."""
+    scanned = scan_response(data)
+    if scanned is None:
+        return False
+    status, reason, fields, body = scanned
+    seen = LlhttpResponse()
+    parser = seen.parser = httptools.HttpResponseParser(seen)
+    try:
+        for i in range(len(data)):
+            seen.fed = i + 1
+            parser.feed_data(data[i : i + 1])
+    except httptools.HttpParserError as exc:
+        raise AssertionError(f"llhttp refuses a response the scanner read ({exc}): {data!r}") from None
+    assert seen.complete_at == len(data), f"the response ends elsewhere for llhttp: {data!r}"
+    assert (parser.get_status_code(), seen.reason, seen.fields, seen.body) == (
+        status,
+        reason,
+        fields,
+        body,
+    ), data
+    assert parser.get_http_version() == "1.1" and seen.keep_alive, data
+    return True
+
+
+PLAIN_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"
+    b"Connection: keep-alive\r\n\r\nHello\n"
+)
+
+
+@needs_compiled
+def test_plain_responses_are_read_as_llhttp_reads_them() -> None:
+    assert check_response_against_llhttp(PLAIN_RESPONSE)
+    assert check_response_against_llhttp(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert check_response_against_llhttp(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 3\r\n\r\nbad")
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    "data",
+    [
+        PLAIN_RESPONSE[:-1],  # the body not all there
+        PLAIN_RESPONSE + b"H",  # more than the response (rule 12)
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n",  # no length: until close
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\na",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\na",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",  # no reason
+        b"HTTP/1.1 200  OK\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+def test_any_other_response_is_left_to_llhttp(data: bytes) -> None:
+    assert scan_response(data) is None
+
+
+def _generated_response(rng: random.Random) -> bytes:
+    status = rng.choice(
+        [b"200"] * 6 + [b"201", b"204", b"301", b"304", b"404", b"503", b"100", b"099", b"2x0"]
+    )
+    reason = rng.choice([b"OK"] * 4 + [b"Not Found", b"", b" OK", b"OK ", b"Whatever\tIt Is"])
+    body = bytes(rng.randrange(256) for _ in range(rng.randrange(8)))
+    lines = [rng.choice([b"HTTP/1.1 "] * 8 + [b"HTTP/1.0 ", b"HTTP/1.1  "]) + status + b" " + reason]
+    names = [
+        b"Server",
+        b"Content-Type",
+        b"Set-Cookie",
+        b"Connection",
+        b"X-A b",
+        b"Upgrade",
+        b"content-length",
+    ]
+    for _ in range(rng.randrange(5)):
+        name = rng.choice(names)
+        value = rng.choice([b"nginx", b"text/plain; charset=utf-8", b"keep-alive", b"close", b"a=b; Path=/"])
+        lines.append(name + b":" + rng.choice([b" ", b"", b"\t"]) + value)
+    if rng.random() < 0.9:
+        length = rng.choice([b"%d" % len(body)] * 8 + [b"%d" % (len(body) + 1), b"-1", b"1 1", b"0x1"])
+        lines.insert(rng.randrange(1, len(lines) + 1), b"Content-Length: " + length)
+    data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    if rng.random() < 0.3:
+        mutated = bytearray(data)
+        i = rng.randrange(len(mutated))
+        mutated[i] = rng.choice(b"\r\n \t:\x00\x7f\x80A0")
+        data = bytes(mutated)
+    return data
+
+
+@needs_compiled
+def test_generated_and_mutated_responses_agree_with_llhttp() -> None:
+    rng = random.Random(20261205)
+    read = sum(check_response_against_llhttp(_generated_response(rng)) for _ in range(30_000))
+    assert read > 1_500  # enough read for the comparison to mean something (1 757 with this seed)

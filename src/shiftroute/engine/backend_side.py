@@ -23,11 +23,28 @@ from shiftroute.engine.exchange import Downstream, Exchange
 from shiftroute.engine.headers import client_framing, client_head, switching_head
 from shiftroute.engine.session_base import SessionBase
 from shiftroute.engine.upstream import UpstreamConnection
-from shiftroute.protocol import responses
-from shiftroute.protocol.http1 import CHUNKED, LAST_CHUNK, UNTIL_CLOSE, HttpError, chunk, parse_response_head
+from shiftroute.protocol import head_scan, responses
+from shiftroute.protocol.http1 import (
+    CHUNKED,
+    LAST_CHUNK,
+    MAX_HEADERS,
+    UNTIL_CLOSE,
+    HttpError,
+    chunk,
+    parse_response_head,
+)
 from shiftroute.routing.table import Server
 
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+
+# A response head longer than this is left to llhttp (head_scan reads whole responses in one read only).
+MAX_SCANNED_RESPONSE_HEAD = 64 * 1024
+
+
+def scan_response(data: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes] | None:
+    """What the shortcut of upstream_data makes of one read (head_scan.response as this module runs it: the
+    C version when compiled, None from the sources); tests/unit/test_head_scan.py compares it with llhttp."""
+    return head_scan.response(data, MAX_SCANNED_RESPONSE_HEAD, MAX_HEADERS)
 
 
 class BackendSide(SessionBase):
@@ -70,7 +87,12 @@ class BackendSide(SessionBase):
         conn = ex.upstream  # _response_complete lets go of it when the response ends within this read
         self._returning = None
         try:
-            ex.resp_parser.feed_data(data)
+            if ex.resp_fed or not self._scan_response(ex, data):
+                ex.resp_fed = True
+                ex.resp_parser.feed_data(data)
+        except HttpError:  # from _response_head, when head_scan read the response (as below, from llhttp)
+            if not ex.done and not self.closed:
+                self._bad_response(ex, "backend response rejected")
         except httptools.HttpParserUpgrade as exc:
             self._start_tunnel(ex, data[exc.args[0] :])
         except httptools.HttpParserCallbackError:
@@ -136,10 +158,27 @@ class BackendSide(SessionBase):
 
     # -- response ------------------------------------------------------------------------------------
 
+    def _scan_response(self, ex: Exchange, data: bytes) -> bool:
+        """Whether head_scan read `data` as one whole plain response (compiled only; see head_scan.pxd),
+        handled here as llhttp's callbacks would have. False: nothing happened, llhttp reads it."""
+        if ex.done or ex.head.method == b"HEAD":
+            return False  # bytes after a response (rule 12), and HEAD's bodiless answers, are llhttp's
+        scanned = head_scan.response(data, MAX_SCANNED_RESPONSE_HEAD, MAX_HEADERS)
+        if scanned is None:
+            return False
+        status, reason, fields, body = scanned
+        ex.resp_status = status
+        ex.resp_reason = reason
+        ex.resp_headers = fields
+        self._response_head(ex)  # raises HttpError on a head the router refuses (upstream_data)
+        if body:
+            self._response_body(ex, body)
+        self._response_complete(ex)
+        return True
+
     def _response_head(self, ex: Exchange) -> None:
-        parser = ex.resp_parser
-        assert parser is not None and ex.backend is not None
-        status = parser.get_status_code()
+        assert ex.backend is not None
+        status = ex.resp_status
         if 100 <= status < 200 and status != 101:
             return  # interim responses: the router already answered 100-continue itself
         try:
@@ -327,6 +366,7 @@ class ResponseCallbacks:
             self.session._backend_sent_extra(self.ex, self.conn)
             raise HttpError(502, "backend sent more than its response")
         self.ex.resp_headers = []
+        self.ex.resp_reason = b""  # after an interim 100 Continue, the final response's reason alone
 
     def on_status(self, reason: bytes) -> None:
         self.ex.resp_reason += reason
@@ -335,6 +375,9 @@ class ResponseCallbacks:
         self.ex.resp_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        parser = self.ex.resp_parser
+        assert parser is not None  # the parser calling this
+        self.ex.resp_status = parser.get_status_code()
         self.session._response_head(self.ex)
 
     def on_body(self, data: bytes) -> None:

@@ -23,5 +23,6 @@ cdef class Exchange:
     # Typed too (None when the exchange has no backend connection): `ex.upstream.closed` and the like.
     cdef public UpstreamConnection upstream
     cdef public double started
+    cdef public int resp_status
     cdef public bint body_done, close_after, connecting, counted, done, request_sent, resp_started
-    cdef public bint reused, upstream_extra
+    cdef public bint reused, upstream_extra, resp_fed

@@ -51,11 +51,13 @@ class Exchange:
         "framing",
         "head",
         "request_sent",
+        "resp_fed",
         "resp_head",
         "resp_headers",
         "resp_parser",
         "resp_reason",
         "resp_started",
+        "resp_status",
         "reused",
         "sent",
         "server",
@@ -82,8 +84,10 @@ class Exchange:
         self.body_done = head.body == NO_BODY
         self.request_sent = False
         self.resp_parser: httptools.HttpResponseParser | None = None
+        self.resp_fed = False  # bytes of the response went to llhttp (head_scan no longer reads it)
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.resp_reason = b""
+        self.resp_status = 0  # the status line's, interim responses included (resp_head has the final one)
         self.resp_head: ResponseHead | None = None
         self.resp_started = False  # bytes of the response went to the client
         self.framing = NO_BODY

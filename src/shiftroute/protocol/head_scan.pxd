@@ -1,8 +1,9 @@
-# The compiled twin of head_scan.py: request_reader.pxd cimports this module under the same name as
-# request_reader.py imports the Python one (the pattern of head_bytes.pxd). Compiled, a plain request head
-# that arrives whole is read here, in one pass over its bytes, instead of by llhttp through httptools' Python
-# callbacks (one per header, then a tuple, and a version string formatted from two integers): about 10 000
-# of a keep-alive request's instructions. As Python sources, `request` answers None and llhttp reads all.
+# The compiled twin of head_scan.py: request_reader.pxd and backend_side.pxd cimport this module under the
+# same name as their .py files import the Python one (the pattern of head_bytes.pxd). Compiled, a plain
+# request head that arrives whole, and a plain response that arrives whole in one read, are read here in one
+# pass over their bytes, instead of by llhttp through httptools' Python callbacks (one per header field,
+# then a tuple, and for a request a version string formatted from two integers). As Python sources,
+# `request` and `response` answer None and llhttp reads everything.
 #
 # Safety rests on one rule: this scanner accepts only a strict subset of what llhttp accepts, and produces
 # for it exactly the method, target, version and fields llhttp would have (tests/unit/test_head_scan.py
@@ -95,12 +96,60 @@ cdef inline bytes _method(const unsigned char* p, Py_ssize_t n):
     return None
 
 
+cdef inline Py_ssize_t _fields(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, Py_ssize_t max_fields,
+                               list fields, Py_ssize_t* content_length) except -2:
+    """Field lines from p[i] through the empty line that ends the head, appended to `fields` as (name,
+    value); the position after that empty line, or -1 to leave the head to llhttp. `content_length` is
+    NULL for a request (a Content-Length leaves the head to llhttp), or where a response's one
+    Content-Length is stored (-1 without one)."""
+    cdef Py_ssize_t name_start, name_end, value_start, k, length
+    while True:
+        if end - i < 2:
+            return -1  # incomplete (or over the limit): llhttp buffers or refuses it
+        if p[i] == 13:
+            return i + 2 if p[i + 1] == 10 else -1
+        name_start = i
+        while i < end and _is_tchar(p[i]):
+            i += 1
+        if i == name_start or i >= end or p[i] != 58:  # ":" right after the name
+            return -1
+        name_end = i
+        i += 1
+        while i < end and (p[i] == 32 or p[i] == 9):
+            i += 1
+        value_start = i
+        while i < end and _is_value_char(p[i]):
+            i += 1
+        if i == value_start or end - i < 2 or p[i] != 13 or p[i + 1] != 10:
+            return -1  # empty value, a character outside the set, a bare CR or LF, or incomplete
+        if content_length != NULL and _lower_equals(p + name_start, name_end - name_start, b"content-length", 14):
+            if content_length[0] >= 0 or i - value_start > 18:
+                return -1  # a second one (llhttp refuses it), or too long for the router (it refuses it)
+            length = 0
+            for k in range(value_start, i):
+                if p[k] < 48 or p[k] > 57:
+                    return -1  # digits only: anything else is llhttp's (and the router's) to refuse
+                length = length * 10 + (p[k] - 48)
+            content_length[0] = length
+        elif _changes_parsing(p + name_start, name_end - name_start, p + value_start, i - value_start):
+            return -1
+        if len(fields) >= max_fields:
+            return -1
+        fields.append(
+            (
+                PyBytes_FromStringAndSize(<const char*>p + name_start, name_end - name_start),
+                PyBytes_FromStringAndSize(<const char*>p + value_start, i - value_start),
+            )
+        )
+        i += 2
+
+
 cdef inline tuple request(bytes data, Py_ssize_t start, Py_ssize_t limit, Py_ssize_t max_fields):
     """(end, method, target, fields) for a plain head that starts at data[start] and ends before data[end],
     read as llhttp reads it; None to leave the bytes to llhttp (see above)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = start, url_start, name_start, name_end, value_start
+    cdef Py_ssize_t i = start, url_start
     cdef list fields = []
     cdef bytes method
     if start < 0 or start >= end:
@@ -124,36 +173,44 @@ cdef inline tuple request(bytes data, Py_ssize_t start, Py_ssize_t limit, Py_ssi
     i += 1
     if end - i < 10 or memcmp(p + i, b"HTTP/1.1\r\n", 10) != 0:
         return None
-    i += 10
-    while True:
-        if end - i < 2:
-            return None  # incomplete (or over the limit): llhttp buffers or refuses it
-        if p[i] == 13:
-            if p[i + 1] != 10:
-                return None
-            return (i + 2, method, target, fields)
-        name_start = i
-        while i < end and _is_tchar(p[i]):
-            i += 1
-        if i == name_start or i >= end or p[i] != 58:  # ":" right after the name
-            return None
-        name_end = i
+    i = _fields(p, i + 10, end, max_fields, fields, NULL)
+    if i < 0:
+        return None
+    return (i, method, target, fields)
+
+
+cdef inline tuple response(bytes data, Py_ssize_t limit, Py_ssize_t max_fields):
+    """(status, reason, fields, body) when `data` is exactly one plain response: a head as llhttp reads it,
+    with one Content-Length, then that many bytes and nothing after them; None to leave it to llhttp.
+
+    Plain: `HTTP/1.1`, a status from 200 to 599 other than 204, 205 and 304 (1xx are interim or an upgrade,
+    the others have no body whatever the head says), a non-empty reason of visible ASCII, spaces and tabs,
+    and the fields of a request's scan (no Transfer-Encoding, Upgrade, Proxy-Connection, or Connection other
+    than `keep-alive`). The caller also leaves to llhttp the answer to a HEAD request (no body, whatever the
+    Content-Length), and bytes after the response (rule 12 decides what becomes of them)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t end = size if size <= limit else limit
+    cdef Py_ssize_t i, reason_start, content_length = -1
+    cdef int status
+    cdef list fields = []
+    if end < 17 or memcmp(p, b"HTTP/1.1 ", 9) != 0:
+        return None
+    if p[9] < 50 or p[9] > 53 or p[10] < 48 or p[10] > 57 or p[11] < 48 or p[11] > 57 or p[12] != 32:
+        return None
+    status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+    if status == 204 or status == 205 or status == 304:
+        return None
+    i = 13
+    reason_start = i
+    while i < end and _is_value_char(p[i]):
         i += 1
-        while i < end and (p[i] == 32 or p[i] == 9):
-            i += 1
-        value_start = i
-        while i < end and _is_value_char(p[i]):
-            i += 1
-        if i == value_start or end - i < 2 or p[i] != 13 or p[i + 1] != 10:
-            return None  # empty value, a character outside the set, a bare CR or LF, or incomplete
-        if _changes_parsing(p + name_start, name_end - name_start, p + value_start, i - value_start):
-            return None
-        if len(fields) >= max_fields:
-            return None
-        fields.append(
-            (
-                PyBytes_FromStringAndSize(<const char*>p + name_start, name_end - name_start),
-                PyBytes_FromStringAndSize(<const char*>p + value_start, i - value_start),
-            )
-        )
-        i += 2
+    if i == reason_start or end - i < 2 or p[i] != 13 or p[i + 1] != 10:
+        return None
+    if p[reason_start] == 32 or p[reason_start] == 9 or p[i - 1] == 32 or p[i - 1] == 9:
+        return None  # spaces around the reason: llhttp's
+    reason = PyBytes_FromStringAndSize(<const char*>p + reason_start, i - reason_start)
+    i = _fields(p, i + 2, end, max_fields, fields, &content_length)
+    if i < 0 or content_length < 0 or size - i != content_length:
+        return None
+    return (status, reason, fields, PyBytes_FromStringAndSize(<const char*>p + i, content_length))
