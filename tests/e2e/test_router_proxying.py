@@ -341,6 +341,30 @@ def test_bodiless_responses_keep_the_connection_usable(
         assert reply.status == 200 and reply.body == b"/after"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", id="http-1.0"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nProxy-Connection: close\r\nContent-Length: 2\r\n\r\nok",
+            id="proxy-connection",
+        ),
+    ],
+)
+def test_a_backend_connection_llhttp_takes_as_closing_is_not_reused(
+    env: Env, web: tuple[Backend, str], answer: bytes
+) -> None:
+    # The backend keeps its end open, but llhttp reads these answers as the last on their connection: the
+    # router opens a new one per request rather than read a next answer llhttp would refuse (a 502).
+    backend, host = web
+    backend.respond = lambda r: answer
+    with Connection(env.router.http) as conn:
+        for _ in range(3):
+            reply = conn.request("GET", "/", host)
+            assert (reply.status, reply.body) == (200, b"ok")
+    assert len({r.connection for r in backend.received}) == 3
+
+
 # -- hop-by-hop, Proxy, X-Forwarded-* -------------------------------------------------------------------
 
 

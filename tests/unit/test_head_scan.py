@@ -370,3 +370,39 @@ def test_generated_and_mutated_responses_agree_with_llhttp() -> None:
     rng = random.Random(20261205)
     read = sum(check_response_against_llhttp(_generated_response(rng)) for _ in range(30_000))
     assert read > 1_500  # enough read for the comparison to mean something (1 757 with this seed)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-read", "two-reads"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: a\r\nProxy-Connection: close\r\n\r\n",  # llhttp's rule, not the router's
+        b"GET /a HTTP/1.0\r\nHost: a\r\n\r\n",
+    ],
+    ids=["connection-close", "proxy-connection-close", "http-1.0"],
+)
+def test_after_a_request_that_closes_llhttp_reads_what_follows(first: bytes, together: bool) -> None:
+    # llhttp refuses bytes after a request it takes as closing; the shortcut must not read them instead.
+    second = b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+    sink = Sink()
+    reader = RequestReader(sink, Limits(), TableHolder())
+    if together:
+        outcome = reader.feed(first + second, expecting_head=True)
+    else:
+        assert reader.feed(first, expecting_head=True) is None
+        outcome = reader.feed(second, expecting_head=True)
+    assert isinstance(outcome, Refused) and outcome.status == 400
+    assert sink.events == [("started", b"/a", True), ("done", b"/a", True)]
+
+
+def test_a_head_over_the_readers_measure_is_refused_either_way() -> None:
+    # Fields written without a space after the colon: the wire has name + value + 3 bytes per field, the
+    # reader's measure (rule 14) name + value + 4. At a limit between the two, llhttp's path refuses (431):
+    # the shortcut leaves such a head to it.
+    head = b"GET / HTTP/1.1\r\nHost:a\r\n" + b"".join(b"X%d:v\r\n" % i for i in range(60)) + b"\r\n"
+    limit = len(head) + 8  # at least the bytes on the wire, below the reader's measure (44 more)
+    assert scan_request_head(head, limit) is None
+    reader = RequestReader(Sink(), Limits(max_head_bytes=limit), TableHolder())
+    outcome = reader.feed(head, expecting_head=True)
+    assert isinstance(outcome, Refused) and outcome.status == 431

@@ -120,3 +120,12 @@ def test_the_python_twin_never_hands_out_a_handle() -> None:
         tls_direct.feed(1, b"")
     with pytest.raises(ValueError, match="no OpenSSL handle"):
         tls_direct.encrypt(1, b"")
+
+
+def test_none_is_refused_on_both_paths(contexts: tuple[ssl.SSLContext, ssl.SSLContext], direct: bool) -> None:
+    # The C path reads a bytes object's buffer: None must be a TypeError there too, never a crash.
+    client, server = connect(contexts)
+    with pytest.raises(TypeError):
+        server.feed(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.encrypt(None)  # type: ignore[arg-type]

@@ -90,9 +90,6 @@ class BackendSide(SessionBase):
             if ex.resp_fed or not self._scan_response(ex, data):
                 ex.resp_fed = True
                 ex.resp_parser.feed_data(data)
-        except HttpError:  # from _response_head, when head_scan read the response (as below, from llhttp)
-            if not ex.done and not self.closed:
-                self._bad_response(ex, "backend response rejected")
         except httptools.HttpParserUpgrade as exc:
             self._start_tunnel(ex, data[exc.args[0] :])
         except httptools.HttpParserCallbackError:
@@ -103,6 +100,11 @@ class BackendSide(SessionBase):
                 self._bad_response(ex, f"bad response from backend: {exc}")
             elif conn is not None:
                 self._backend_sent_extra(ex, conn)  # bytes after the response that are not even HTTP
+        except Exception:
+            # Raised by the steps the shortcut ran (_scan_response): what llhttp reports, for the same steps
+            # run from its callbacks, as HttpParserCallbackError above, and handled the same way.
+            if not ex.done and not self.closed:
+                self._bad_response(ex, "backend response rejected")
         returning, self._returning = self._returning, None
         if returning is not None:
             self.ctx.pool.give_back(returning)  # (not if the rest of the read closed it: give_back checks)
@@ -378,6 +380,10 @@ class ResponseCallbacks:
         parser = self.ex.resp_parser
         assert parser is not None  # the parser calling this
         self.ex.resp_status = parser.get_status_code()
+        if not parser.should_keep_alive():
+            # llhttp takes the connection as closing (HTTP/1.0, `Connection: close`, `Proxy-Connection:
+            # close`, a body until close): it would refuse a next response, so the connection is not reused.
+            self.ex.upstream_extra = True
         self.session._response_head(self.ex)
 
     def on_body(self, data: bytes) -> None:

@@ -6,7 +6,7 @@
 cdef class RequestReader:
     cdef public object sink, limits, holder, parser, parsing, headers, _url, _error
     cdef public object _head_bytes, _head_size, _trailer_bytes, _marks, _quiet
-    cdef public bint in_head
+    cdef public bint in_head, _after_close
 
 # Inline C (the compiled twin of head_scan.py, imported by request_reader.py under the same name).
 cimport shiftroute.protocol.head_scan as head_scan

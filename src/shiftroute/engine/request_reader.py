@@ -77,16 +77,22 @@ class RequestReader:
         self._marks = 0  # body/chunk/trailer callbacks so far: unchanged over a slice = one long line
         self._quiet = 0  # bytes of chunked body in a row that produced no callback
         self._error: HttpError | None = None
+        # llhttp read a request after which it takes the connection as closing (`Connection: close`, but also
+        # `Proxy-Connection: close` or HTTP/1.0 without keep-alive, by its own rules): llhttp then reads
+        # whatever follows (it refuses it), not the shortcut. The shortcut reads only requests llhttp would
+        # keep the connection open after, so llhttp never misses such a request.
+        self._after_close = False
 
     def restart(self) -> None:
         """A fresh parser: llhttp parses nothing after an upgrade."""
         self.parser = httptools.HttpRequestParser(self)
+        self._after_close = False
 
     def feed(self, data: bytes, expecting_head: bool) -> Refused | Upgraded | None:
         if self.in_head or expecting_head:
             self._head_bytes += len(data)
         start = 0
-        if self.parsing is None and not self.in_head:
+        if self.parsing is None and not self.in_head and not self._after_close:
             # Between requests (llhttp holds nothing): plain heads that arrived whole are read without it.
             start = self._scan_heads(data)
             if start == _SCAN_REFUSED and self._error is not None:
@@ -190,6 +196,7 @@ class RequestReader:
         except HttpError as exc:
             self._error = exc
             raise
+        self._after_close = not self.parser.should_keep_alive()
         # ARCHITECTURE.md: a request takes the routing table once, when its head is parsed.
         ex = Exchange(head, self.holder.current)
         self.parsing = ex

@@ -37,6 +37,7 @@ cdef extern from *:
 
     #define SHIFTROUTE_SSL_ERROR_SSL 1
     #define SHIFTROUTE_SSL_ERROR_WANT_READ 2
+    #define SHIFTROUTE_SSL_ERROR_WANT_WRITE 3
     #define SHIFTROUTE_SSL_ERROR_SYSCALL 5
     #define SHIFTROUTE_SSL_ERROR_ZERO_RETURN 6
 
@@ -55,14 +56,15 @@ cdef extern from *:
     static int (*shiftroute_BIO_read_ex)(void *, void *, size_t, size_t *);
     static size_t (*shiftroute_BIO_ctrl_pending)(void *);
     static void (*shiftroute_ERR_clear_error)(void);
-    static unsigned long (*shiftroute_ERR_get_error)(void);
+    static unsigned long (*shiftroute_ERR_peek_last_error)(void);
     static const char *(*shiftroute_ERR_reason_error_string)(unsigned long);
     static unsigned long (*shiftroute_OpenSSL_version_num)(void);
 
     /* Resolve the functions through the _ssl extension's handle (its libssl and libcrypto); 1 when all are
        there and OpenSSL's version is `expected_version` (ssl.OPENSSL_VERSION_NUMBER). */
     static int shiftroute_tls_resolve(const char *ssl_extension_path, unsigned long expected_version) {
-    #if PY_VERSION_HEX < 0x03070000 || PY_VERSION_HEX >= 0x030F0000
+    #if PY_VERSION_HEX < 0x03070000 || PY_VERSION_HEX >= 0x030F0000 || defined(Py_GIL_DISABLED)
+        /* Other layouts; or no GIL, which the shared buffer and the bypassed _ssl object locks rely on. */
         return 0;
     #else
         void *lib;
@@ -81,7 +83,7 @@ cdef extern from *:
         SHIFTROUTE_RESOLVE(BIO_read_ex)
         SHIFTROUTE_RESOLVE(BIO_ctrl_pending)
         SHIFTROUTE_RESOLVE(ERR_clear_error)
-        SHIFTROUTE_RESOLVE(ERR_get_error)
+        SHIFTROUTE_RESOLVE(ERR_peek_last_error)
         SHIFTROUTE_RESOLVE(ERR_reason_error_string)
         SHIFTROUTE_RESOLVE(OpenSSL_version_num)
         #undef SHIFTROUTE_RESOLVE
@@ -100,7 +102,7 @@ cdef extern from *:
         if (shiftroute_tls_loaded != 1) return 0;
         if (strcmp(Py_TYPE(sslobj)->tp_name, "_ssl._SSLSocket") != 0
             || strcmp(Py_TYPE(incoming)->tp_name, "_ssl.MemoryBIO") != 0
-            || strcmp(Py_TYPE(outgoing)->tp_name, "_ssl.MemoryBIO") != 0
+            || Py_TYPE(outgoing) != Py_TYPE(incoming)
             || (size_t)Py_TYPE(sslobj)->tp_basicsize < sizeof(shiftroute_ssl_socket_prefix)
             || (size_t)Py_TYPE(incoming)->tp_basicsize < sizeof(shiftroute_memory_bio_prefix))
             return 0;
@@ -116,8 +118,11 @@ cdef extern from *:
     static int shiftroute_tls_put(size_t handle, const char *data, size_t size) {
         size_t written = 0;
         if (size == 0) return 1;
-        return shiftroute_BIO_write_ex(shiftroute_SSL_get_rbio((void *)handle), data, size, &written)
-            && written == size;
+        if (shiftroute_BIO_write_ex(shiftroute_SSL_get_rbio((void *)handle), data, size, &written)
+            && written == size)
+            return 1;
+        shiftroute_ERR_clear_error();  /* out of memory: leave nothing queued for the next SSL call */
+        return 0;
     }
 
     /* One SSL_read_ex: 1 and *got on data, else the SSL_get_error code (and the error queue's reason). */
@@ -128,8 +133,9 @@ cdef extern from *:
         if (ret == 1) return 1;
         ret = shiftroute_SSL_get_error((void *)handle, ret);
         if (ret != SHIFTROUTE_SSL_ERROR_WANT_READ && ret != SHIFTROUTE_SSL_ERROR_ZERO_RETURN) {
-            /* Neither leaves anything queued (a record not yet whole; close_notify). */
-            *code = shiftroute_ERR_get_error();
+            /* Neither leaves anything queued (a record not yet whole; close_notify). The last error is the
+               one reported, as _ssl does. */
+            *code = shiftroute_ERR_peek_last_error();
             shiftroute_ERR_clear_error();
         }
         return -ret;
@@ -148,7 +154,7 @@ cdef extern from *:
         ret = shiftroute_SSL_write_ex((void *)handle, data, size, &written);
         if (ret == 1 && written == size) return 1;
         ret = shiftroute_SSL_get_error((void *)handle, ret);
-        *code = shiftroute_ERR_get_error();
+        *code = shiftroute_ERR_peek_last_error();
         shiftroute_ERR_clear_error();
         return -(ret ? ret : SHIFTROUTE_SSL_ERROR_SSL);
     }
@@ -159,7 +165,10 @@ cdef extern from *:
 
     static int shiftroute_tls_take(size_t handle, char *buf, size_t size) {
         size_t got = 0;
-        return shiftroute_BIO_read_ex(shiftroute_SSL_get_wbio((void *)handle), buf, size, &got) && got == size;
+        if (shiftroute_BIO_read_ex(shiftroute_SSL_get_wbio((void *)handle), buf, size, &got) && got == size)
+            return 1;
+        shiftroute_ERR_clear_error();
+        return 0;
     }
 
     static const char *shiftroute_tls_reason(unsigned long code) {
@@ -170,6 +179,7 @@ cdef extern from *:
     int tls_loaded "shiftroute_tls_loaded"
     int ERROR_SSL "SHIFTROUTE_SSL_ERROR_SSL"
     int ERROR_WANT_READ "SHIFTROUTE_SSL_ERROR_WANT_READ"
+    int ERROR_WANT_WRITE "SHIFTROUTE_SSL_ERROR_WANT_WRITE"
     int ERROR_SYSCALL "SHIFTROUTE_SSL_ERROR_SYSCALL"
     int ERROR_ZERO_RETURN "SHIFTROUTE_SSL_ERROR_ZERO_RETURN"
     char tls_plain "shiftroute_tls_plain"[65536]
@@ -190,11 +200,13 @@ cdef inline int _load() except -1:
 
     import _ssl
 
+    import os
+
     path = getattr(_ssl, "__file__", None)  # None: _ssl built into the interpreter, left alone
     if path is None:
         tls_load(NULL, 0)
     else:
-        tls_load(path.encode(), ssl.OPENSSL_VERSION_NUMBER)
+        tls_load(os.fsencode(path), ssl.OPENSSL_VERSION_NUMBER)
     return 0
 
 
@@ -211,6 +223,10 @@ cdef inline object _error(int code, unsigned long reason_code):
     import ssl
 
     reason = tls_reason(reason_code).decode("ascii", "replace")
+    if code == ERROR_WANT_READ:  # encrypt during a renegotiation: as SSLObject.write
+        return ssl.SSLWantReadError(2, "The operation did not complete (read)")
+    if code == ERROR_WANT_WRITE:
+        return ssl.SSLWantWriteError(3, "The operation did not complete (write)")
     if code == ERROR_SYSCALL and reason_code == 0:
         exc = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
     else:
@@ -237,6 +253,8 @@ cdef inline tuple feed(size_t handle, bytes data):
     cdef int ret
     cdef bint closed = False
     cdef list pieces = []
+    if data is None:  # typed `bytes` lets None through: it has no buffer
+        raise TypeError("TLS input must be bytes, not None")
     if not tls_put(handle, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data)):
         raise MemoryError("TLS input could not be written to its memory BIO")
     while True:
@@ -265,7 +283,10 @@ cdef inline tuple feed(size_t handle, bytes data):
 cdef inline bytes encrypt(size_t handle, bytes data):
     """TlsLayer.encrypt after the handshake: `data` as TLS records."""
     cdef unsigned long code = 0
-    cdef int ret = tls_write(handle, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), &code)
+    cdef int ret
+    if data is None:
+        raise TypeError("TLS output must be bytes, not None")
+    ret = tls_write(handle, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), &code)
     if ret != 1:
         raise _error(-ret, code)
     return _output(handle)

@@ -147,11 +147,15 @@ cdef inline Py_ssize_t _fields(const unsigned char* p, Py_ssize_t i, Py_ssize_t 
 cdef inline tuple request(bytes data, Py_ssize_t start, Py_ssize_t limit, Py_ssize_t max_fields):
     """(end, method, target, fields) for a plain head that starts at data[start] and ends before data[end],
     read as llhttp reads it; None to leave the bytes to llhttp (see above)."""
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t i = start, url_start
+    cdef const unsigned char* p
+    cdef Py_ssize_t end, i = start, url_start, parsed
     cdef list fields = []
-    cdef bytes method
+    cdef bytes method, name, value
+    cdef tuple item
+    if data is None:  # typed `bytes` lets None through: it has no buffer
+        return None
+    p = <const unsigned char*>PyBytes_AS_STRING(data)
+    end = PyBytes_GET_SIZE(data)
     if start < 0 or start >= end:
         return None
     if end - start > limit:
@@ -176,6 +180,15 @@ cdef inline tuple request(bytes data, Py_ssize_t start, Py_ssize_t limit, Py_ssi
     i = _fields(p, i + 10, end, max_fields, fields, NULL)
     if i < 0:
         return None
+    # The reader's own measure of a head read by llhttp (hardening.md rule 14: the target and each field
+    # as name + value + 4), which can exceed the bytes on the wire: over the limit, llhttp's path refuses.
+    parsed = PyBytes_GET_SIZE(target)
+    for item in fields:
+        name = item[0]
+        value = item[1]
+        parsed += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
+    if parsed > limit:
+        return None
     return (i, method, target, fields)
 
 
@@ -188,12 +201,15 @@ cdef inline tuple response(bytes data, Py_ssize_t limit, Py_ssize_t max_fields):
     and the fields of a request's scan (no Transfer-Encoding, Upgrade, Proxy-Connection, or Connection other
     than `keep-alive`). The caller also leaves to llhttp the answer to a HEAD request (no body, whatever the
     Content-Length), and bytes after the response (rule 12 decides what becomes of them)."""
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t end = size if size <= limit else limit
-    cdef Py_ssize_t i, reason_start, content_length = -1
+    cdef const unsigned char* p
+    cdef Py_ssize_t size, end, i, reason_start, content_length = -1
     cdef int status
     cdef list fields = []
+    if data is None:
+        return None
+    p = <const unsigned char*>PyBytes_AS_STRING(data)
+    size = PyBytes_GET_SIZE(data)
+    end = size if size <= limit else limit
     if end < 17 or memcmp(p, b"HTTP/1.1 ", 9) != 0:
         return None
     if p[9] < 50 or p[9] > 53 or p[10] < 48 or p[10] > 57 or p[11] < 48 or p[11] > 57 or p[12] != 32:
