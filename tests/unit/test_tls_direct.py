@@ -129,3 +129,13 @@ def test_none_is_refused_on_both_paths(contexts: tuple[ssl.SSLContext, ssl.SSLCo
         server.feed(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         client.encrypt(None)  # type: ignore[arg-type]
+
+
+def test_the_router_log_says_which_path_records_take(direct: bool) -> None:
+    line = tls.describe_records()
+    if not direct:
+        assert line == "through Python's ssl module (tls.DIRECT is off)"
+    elif compiled():
+        assert line.startswith("OpenSSL called directly")
+    else:
+        assert line == "through Python's ssl module (Python sources)"

@@ -25,7 +25,7 @@ from shiftroute.admin import metrics
 from shiftroute.admin.server import start_admin
 from shiftroute.admission import RouterOptions, Verdict
 from shiftroute.api.objects import ObjectKey
-from shiftroute.engine import gc_tuning, malloc_tuning
+from shiftroute.engine import gc_tuning, malloc_tuning, tls
 from shiftroute.engine.context import Limits, RouterContext
 from shiftroute.engine.controller import Controller, publish_into_loop
 from shiftroute.engine.default_cert import ensure_default_certificate
@@ -253,6 +253,7 @@ class Router:
             cfg.store_url, cfg.options, compiler, publish_into_loop(loop, self._publish), store_state
         )
         log.info("request path: %s", accel.describe())
+        log.info("TLS records: %s", tls.describe_records())
         log.info("garbage collector thresholds %s (routing tables are frozen as published)", gc_tuning.tune())
         log.info("malloc thresholds: %s", malloc_tuning.tune())
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)

@@ -115,3 +115,15 @@ class TlsLayer:
     @property
     def sni(self) -> str | None:
         return getattr(self.obj, "server_hostname", None)
+
+
+def describe_records() -> str:
+    """One line for the router's log: how TLS records are read and written once a handshake is done."""
+    if not DIRECT:
+        return "through Python's ssl module (tls.DIRECT is off)"
+    probe = TlsLayer(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), server_side=False, server_hostname="localhost")
+    if probe.direct:
+        return "OpenSSL called directly on the ssl module's own connections (engine/tls_direct.pxd)"
+    if (__file__ or "").endswith(".py"):
+        return "through Python's ssl module (Python sources)"
+    return "through Python's ssl module (its OpenSSL objects could not be reached safely on this Python)"
