@@ -8,6 +8,9 @@ cdef class RequestReader:
     cdef public object _head_bytes, _head_size, _trailer_bytes, _marks, _quiet
     cdef public bint in_head, _after_close
 
+    # Called by feed on every read between requests: a C call rather than a method lookup.
+    cpdef _scan_heads(self, bytes data)
+
 # Inline C (the compiled twin of head_scan.py, imported by request_reader.py under the same name).
 cimport shiftroute.protocol.head_scan as head_scan
 # cimported so that on_headers_complete calls it as a C function (http1.pxd declares it cpdef).
