@@ -43,14 +43,19 @@ async def _request(port: int, host: str, path: str) -> tuple[bool, bool, int]:
             tls.close()
 
 
-async def _run(port: int, host: str, path: str, concurrency: int, seconds: float) -> LoadResult:
+async def _run(
+    port: int, host: str, path: str, concurrency: int, seconds: float, limit: int | None = None
+) -> LoadResult:
+    """For `seconds`, or until `limit` connections have been started (whichever comes first)."""
     latencies: list[float] = []
     counts = {"ok": 0, "failed": 0, "resumed": 0, "bytes": 0}
     started = time.monotonic()
     end = started + seconds
+    remaining = [limit if limit is not None else -1]
 
     async def worker() -> None:
-        while time.monotonic() < end:
+        while time.monotonic() < end and remaining[0] != 0:
+            remaining[0] -= 1
             t = time.monotonic()
             try:
                 ok, resumed, size = await asyncio.wait_for(_request(port, host, path), 10)
@@ -78,10 +83,13 @@ async def _run(port: int, host: str, path: str, concurrency: int, seconds: float
     )
 
 
-def run_handshakes(port: int, host: str, path: str, concurrency: int, seconds: float) -> LoadResult:
+def run_handshakes(
+    port: int, host: str, path: str, concurrency: int, seconds: float, limit: int | None = None
+) -> LoadResult:
+    """New connections, `concurrency` at a time, for `seconds` or `limit` connections in all."""
     try:
         import uvloop
 
-        return uvloop.run(_run(port, host, path, concurrency, seconds))
+        return uvloop.run(_run(port, host, path, concurrency, seconds, limit))
     except ImportError:
-        return asyncio.run(_run(port, host, path, concurrency, seconds))
+        return asyncio.run(_run(port, host, path, concurrency, seconds, limit))

@@ -1,6 +1,6 @@
-"""User-space instructions per keep-alive request, for the router alone, counted by valgrind's callgrind:
-shiftroute and HAProxy side by side, split by where the instructions run (OpenSSL, the interpreter, the
-router's own code, libc).
+"""User-space instructions per keep-alive request (or per new connection), for the router alone, counted by
+valgrind's callgrind: shiftroute and HAProxy side by side, split by where the instructions run (OpenSSL, the
+interpreter, the router's own code, libc).
 
 Why: on a shared two-core machine, CPU time per request moves by 10-20 % from run to run (HAProxy's own
 figure varied from 49 to 68 µs per request within one session), so a change worth 3 % cannot be seen in
@@ -13,7 +13,13 @@ as `make bench`. h2load sends N1 and then N2 keep-alive requests over the same n
 counters are zeroed before and dumped after each load (`callgrind_control`), so the handshakes and the
 start-up cancel out of (instructions(N2) - instructions(N1)) / (N2 - N1).
 
+`--workload handshake` counts per new connection instead (workload 3): N1 and then N2 connections from
+workload 3's client (bench/handshake_client.py), each a full handshake and one `Hello`, CONNECTIONS at a
+time. Its default termination is passthrough, where the router's own user-space work is what separates it
+from HAProxy (both spend the same kernel time per connection).
+
     python -m bench.instructions [--ref REF] [--terminations reencrypt,edge] [--requests 2000,6000]
+    python -m bench.instructions --workload handshake [--terminations passthrough] [--requests 300,900]
 """
 
 from __future__ import annotations
@@ -181,12 +187,38 @@ def _h2load(host: str, port: int, path: str, requests: int, cpu: int) -> None:
         raise RuntimeError(f"h2load: not every request succeeded: {done.stdout[-800:]} {done.stderr[-400:]}")
 
 
-def _count(env: Env, router: Any, cg: Callgrind, termination: str, requests: int) -> Counter[tuple[str, str]]:
+def _new_connections(host: str, port: int, path: str, count: int, cpu: int) -> None:
+    """`count` new connections (full handshakes, one `Hello` each) from workload 3's client, in its own
+    process on the load CPU."""
+    code = (
+        "import sys; from bench.handshake_client import run_handshakes; "
+        f"r = run_handshakes({port}, {host!r}, {path!r}, {CONNECTIONS}, {LOAD_TIMEOUT!r}, {count}); "
+        "print(r.requests, r.errors['failed'], r.resumed)"
+    )
+    done = subprocess.run(
+        pinned(cpu, [sys.executable, "-c", code]),
+        capture_output=True,
+        text=True,
+        timeout=LOAD_TIMEOUT + 60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    fields = done.stdout.split()
+    if done.returncode != 0 or fields != [str(count), "0", "0"]:
+        raise RuntimeError(
+            f"handshake client: wanted {count} new connections, none failed or resumed; got "
+            f"(ok, failed, resumed) {fields}: {done.stderr[-800:]}"
+        )
+
+
+def _count(
+    env: Env, router: Any, cg: Callgrind, termination: str, requests: int, workload: str
+) -> Counter[tuple[str, str]]:
     pids = router.pids()
     route = env.route(termination)
     cg.zero(pids)
     started = time.monotonic()
-    _h2load(route.host, router.https_port, PATHS["hello"], requests, env.layout.load_cpu)
+    load = _new_connections if workload == "handshake" else _h2load
+    load(route.host, router.https_port, PATHS["hello"], requests, env.layout.load_cpu)
     print(f"  {requests} requests in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return _read(cg.dump(pids))
 
@@ -198,17 +230,32 @@ def main(argv: list[str] | None = None) -> None:
         epilog="Needs valgrind (apt-get install valgrind). About three minutes; prints, saves nothing.",
     )
     p.add_argument("--ref", help="measure src/shiftroute at this git ref (see python -m bench --help)")
-    p.add_argument("--terminations", default="reencrypt,edge", help="comma-separated (default: %(default)s)")
     p.add_argument(
-        "--requests", default="2000,6000", help="N1,N2 keep-alive requests per count (default: %(default)s)"
+        "--workload",
+        choices=["keepalive", "handshake"],
+        default="keepalive",
+        help="keepalive: per request on kept-alive connections; handshake: per new connection (workload 3)",
+    )
+    p.add_argument(
+        "--terminations",
+        help="comma-separated (default: reencrypt,edge; with --workload handshake: passthrough)",
+    )
+    p.add_argument(
+        "--requests",
+        help="N1,N2 requests (keepalive, default 2000,6000) or new connections (handshake, default 300,900) "
+        "per count",
     )
     p.add_argument("--top", type=int, default=0, help="also list shiftroute's N costliest functions")
     p.add_argument("--keep", action="store_true", help="keep the work directory (the callgrind dumps)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    n1, n2 = (int(n) for n in args.requests.split(","))
+    handshake = args.workload == "handshake"
+    requests = args.requests or ("300,900" if handshake else "2000,6000")
+    n1, n2 = (int(n) for n in requests.split(","))
     if not 0 < n1 < n2:
         raise SystemExit("--requests: N1,N2 with 0 < N1 < N2")
-    terminations = args.terminations.split(",")
+    terminations = (args.terminations or ("passthrough" if handshake else "reencrypt,edge")).split(",")
+    unit = "new connection (full handshake, one `Hello`)" if handshake else "keep-alive request (`Hello`)"
+    warm = _new_connections if handshake else _h2load
     exit_on_signals()
     source.use_ref(args.ref)
     results: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
@@ -221,18 +268,18 @@ def main(argv: list[str] | None = None) -> None:
             cg = Callgrind(outdir, router.name)
             _start_under_callgrind(env, router, cg)
             for termination in terminations:
-                warm = env.route(termination).host
-                _h2load(warm, router.https_port, PATHS["hello"], 200, env.layout.load_cpu)
-                small = _count(env, router, cg, termination, n1)
-                large = _count(env, router, cg, termination, n2)
+                warm(env.route(termination).host, router.https_port, PATHS["hello"], 200, env.layout.load_cpu)
+                small = _count(env, router, cg, termination, n1, args.workload)
+                large = _count(env, router, cg, termination, n2, args.workload)
                 large.subtract(small)
                 per_function = {k: v / (n2 - n1) for k, v in large.items()}
                 results[(router.name, termination)] = per_function
                 total = sum(per_function.values())
                 print(f"{router.name} {termination}: {total / 1000:.1f}k", file=sys.stderr)
             router.stop()
-    print(f"user-space instructions per keep-alive request (`Hello`), router only; {source.describe()}")
-    print(f"callgrind, ({n2} - {n1} requests) / {n2 - n1}, {CONNECTIONS} connections; kernel not counted")
+    print(f"user-space instructions per {unit}, router only; {source.describe()}")
+    what = "new connections" if handshake else "requests"
+    print(f"callgrind, ({n2} - {n1} {what}) / {n2 - n1}, {CONNECTIONS} connections; kernel not counted")
     groups = [g for g, _ in _GROUPS] + ["other"]
     for termination in terminations:
         ours, theirs = results[("shiftroute", termination)], results[("haproxy", termination)]

@@ -21,6 +21,7 @@ COMPILED_MODULES = [
     "shiftroute.engine.session_base",
     "shiftroute.engine.splice",
     "shiftroute.engine.tls",
+    "shiftroute.engine.transports",
     "shiftroute.engine.upstream",
     "shiftroute.routing.table",
 ]

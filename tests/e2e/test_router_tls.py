@@ -95,6 +95,8 @@ def test_request_path_builds_serve_reencrypt_and_edge(
         assert "TLS records: through Python's ssl module (Python sources)" in router.log()
     elif accel.compiled_present():
         assert "TLS records: OpenSSL called directly" in router.log()  # engine/tls_direct.pxd
+    # Both builds replace uvloop's transport dictionary (engine/transports.py).
+    assert "transport map: a weak dict in C (uvloop's WeakValueDictionary replaced)" in router.log()
     assert "garbage collector thresholds (20000, 20, 20)" in router.log()
     with Backend(tls=_server_context(crt, key)) as secure, Backend() as plain:
         service(cli, "web", 443, secure.address)

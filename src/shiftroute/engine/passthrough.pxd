@@ -31,7 +31,7 @@ cdef class RelayUpstream:
 cdef class Passthrough:
     cdef public HttpsClientProtocol client
     cdef public RouterContext ctx
-    cdef public object loop, backend, _tried, _connecting, _connect_server, _server
+    cdef public object loop, backend, _tried, _connecting, _connect_waiting, _connect_server, _server
     cdef public list _buffer
     cdef public RelayUpstream relay
     cdef public SpliceRelay _splice
@@ -41,6 +41,7 @@ cdef class Passthrough:
 
     cpdef start(self)
     cpdef _connect(self)
+    cpdef _cancel_connect(self)
     cpdef client_data(self, bytes data)
     cpdef client_eof(self)
     cpdef client_writable(self)

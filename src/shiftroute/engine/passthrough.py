@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, cast
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine import decide, splice
 from shiftroute.engine.upstream import describe_connect_error
@@ -99,7 +100,9 @@ class Passthrough:
         self.relay: RelayUpstream | None = None
         self._buffer = [hello]  # what the client sent before the endpoint accepted
         self._tried: frozenset[str] = frozenset()
-        self._connecting: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.Protocol]] | None = None
+        # The connect in progress: the loop's create_connection coroutine, and the future it waits on.
+        self._connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, asyncio.Protocol]] | None = None
+        self._connect_waiting: asyncio.Future[Any] | None = None
         self._connect_server: Server | None = None
         self._connect_timed_out = False
         self._server: Server | None = None  # the endpoint relayed to, until the access-log line is written
@@ -138,30 +141,67 @@ class Passthrough:
         self._tried = self._tried | {server.id}
         self._connect_server = server
         self._connect_timed_out = False
-        client.arm(backend.timeouts.connect)  # the connect timeout: deadline_reached cancels the task
-        # No coroutine of our own and no asyncio.timeout around it: the task runs uvloop's
-        # create_connection alone, and the connection's one timer bounds it.
-        task = self.loop.create_task(
-            self.loop.create_connection(self._make_relay, server.address, server.port)
-        )
-        self._connecting = task
-        task.add_done_callback(self._connected)
+        client.arm(backend.timeouts.connect)  # the connect timeout: deadline_reached cancels the connect
+        # The loop's create_connection coroutine is driven here, not by an asyncio Task: a Task is an
+        # object registered in asyncio's WeakSet of tasks (Python code, again when it dies), stepped
+        # through two more callbacks. _connect_step does what Task.__step does for this one coroutine: it
+        # resumes it, and waits on the future it yields (uvloop's: the connect request's waiter).
+        self._connecting = self.loop.create_connection(self._make_relay, server.address, server.port)
+        self._connect_step(None)
+
+    def _connect_step(self, waited: asyncio.Future[Any] | None) -> None:
+        """Resume the connect coroutine (after `waited`, the future it yielded, is done); on its end, pass
+        its result or error to _connected. A cancelled `waited` (deadline_reached, client_lost) is thrown
+        into it as CancelledError, as a Task would: create_connection then closes its transport."""
+        coro = self._connecting
+        if coro is None:
+            return
+        self._connect_waiting = None
+        try:
+            if waited is not None and waited.cancelled():
+                yielded = coro.throw(asyncio.CancelledError())
+            else:
+                yielded = coro.send(None)
+        except StopIteration as finished:
+            self._connecting = None
+            self._connected(finished.value, None)
+            return
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            self._connecting = None
+            self._connected(None, exc)
+            return
+        if yielded is None:  # a bare yield (asyncio.sleep(0)): resume on the next iteration
+            self.loop.call_soon(self._connect_step, None)
+            return
+        if not isinstance(yielded, asyncio.Future) and not asyncio.isfuture(yielded):  # a C check first
+            coro.close()
+            self._connecting = None
+            self._connected(None, RuntimeError(f"connect awaited {yielded!r}, not a future"))
+            return
+        self._connect_waiting = yielded
+        yielded.add_done_callback(self._connect_step)
+
+    def _cancel_connect(self) -> None:
+        """Stop a connect in progress: its future is cancelled, and _connect_step throws CancelledError into
+        the coroutine when the future's callback runs (on the next iteration, as with a Task)."""
+        waiting = self._connect_waiting
+        if waiting is not None:
+            waiting.cancel()
 
     def _make_relay(self) -> asyncio.Protocol:
         return cast(asyncio.Protocol, RelayUpstream(self))  # a protocol by its methods (see RelayUpstream)
 
-    def _connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.Protocol]]) -> None:
-        self._connecting = None
+    def _connected(self, result: Any, exc: BaseException | None) -> None:
+        """The connect coroutine ended: `result` is its (transport, protocol), or `exc` what it raised."""
         backend, server, client = self.backend, self._connect_server, self.client
         assert server is not None
-        exc: BaseException | None
-        if task.cancelled():  # by deadline_reached (the connect timeout) or by client_lost
-            exc = TimeoutError() if self._connect_timed_out else asyncio.CancelledError()
-        else:
-            exc = task.exception()
+        if isinstance(exc, asyncio.CancelledError) and self._connect_timed_out:
+            exc = TimeoutError()  # cancelled by deadline_reached: the connect timeout
         if client.closed:
             if exc is None:
-                cast(RelayUpstream, task.result()[1]).abort()
+                cast(RelayUpstream, result[1]).abort()
             return
         if exc is not None:
             self.ctx.registry.connect_failed(server)
@@ -174,7 +214,7 @@ class Passthrough:
                 client.abort()
             return
         self.ctx.registry.connect_succeeded(server)
-        relay = cast(RelayUpstream, task.result()[1])
+        relay = cast(RelayUpstream, result[1])
         self.relay = relay
         # A named local: Cython 3.1 miscompiles `registry.state(server).active += 1` (a C call's result).
         state = self.ctx.registry.state(server)
@@ -216,11 +256,10 @@ class Passthrough:
             self.relay.transport.resume_reading()
 
     def deadline_reached(self) -> None:
-        connecting = self._connecting
-        if connecting is not None:
+        if self._connecting is not None:
             # The endpoint did not accept in time: _connected logs it and tries another one.
             self._connect_timed_out = True
-            connecting.cancel()
+            self._cancel_connect()
             return
         if self.relay is None:
             self.client.abort()
@@ -259,7 +298,7 @@ class Passthrough:
 
     def client_lost(self, exc: Exception | None) -> None:
         if self._connecting is not None:
-            self._connecting.cancel()
+            self._cancel_connect()
         if self._splice is not None:
             self._splice.close(error=True)
         relay = self.relay

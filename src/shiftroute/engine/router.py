@@ -25,7 +25,7 @@ from shiftroute.admin import metrics
 from shiftroute.admin.server import start_admin
 from shiftroute.admission import RouterOptions, Verdict
 from shiftroute.api.objects import ObjectKey
-from shiftroute.engine import gc_tuning, malloc_tuning, tls
+from shiftroute.engine import gc_tuning, malloc_tuning, tls, transports
 from shiftroute.engine.context import Limits, RouterContext
 from shiftroute.engine.controller import Controller, publish_into_loop
 from shiftroute.engine.default_cert import ensure_default_certificate
@@ -234,6 +234,7 @@ class Router:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        transport_map = transports.install(loop)  # before the first transport: see engine/transports.py
         cfg = self.config
         self.load_default_certificate()
         await self._listen()
@@ -254,6 +255,7 @@ class Router:
         )
         log.info("request path: %s", accel.describe())
         log.info("TLS records: %s", tls.describe_records())
+        log.info("transport map: %s", transport_map)
         log.info("garbage collector thresholds %s (routing tables are frozen as published)", gc_tuning.tune())
         log.info("malloc thresholds: %s", malloc_tuning.tune())
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)
