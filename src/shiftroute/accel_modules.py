@@ -10,6 +10,7 @@ COMPILED_MODULES = [
     "shiftroute.engine.balance",
     "shiftroute.engine.context",
     "shiftroute.engine.deadlines",
+    "shiftroute.engine.endpoint_link",
     "shiftroute.engine.decide",
     "shiftroute.engine.exchange",
     "shiftroute.engine.headers",

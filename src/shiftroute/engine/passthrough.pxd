@@ -10,30 +10,18 @@
 # made.
 from shiftroute.engine.balance cimport ServerState
 from shiftroute.engine.context cimport RouterContext
+from shiftroute.engine.endpoint_link cimport EndpointLink, RelayPeer, RelayUpstream
 from shiftroute.engine.listeners cimport HttpsClientProtocol
 from shiftroute.engine.splice cimport SpliceRelay
 
 
-cdef class Passthrough
-
-
-cdef class RelayUpstream:
-    cdef public Passthrough peer
-    cdef public object transport
-    cdef public bint paused, closed, eof
-
-    cpdef write(self, bytes data)
-    cpdef write_eof(self)
-    cpdef close(self)
-    cpdef abort(self)
-
-
-cdef class Passthrough:
+cdef class Passthrough(RelayPeer):
     cdef public HttpsClientProtocol client
     cdef public RouterContext ctx
     cdef public object loop, backend, _tried, _connecting, _connect_waiting, _connect_server, _server
     cdef public list _buffer
     cdef public RelayUpstream relay
+    cdef public EndpointLink _connect_link
     cdef public SpliceRelay _splice
     cdef public bint _connect_timed_out, _admitted
     cdef public double _started, _idle_limit, _idle_step, _quiet_since
@@ -41,7 +29,7 @@ cdef class Passthrough:
 
     cpdef start(self)
     cpdef _connect(self)
-    cpdef _cancel_connect(self)
+    cpdef _cancel_connect(self, bint timed_out)
     cpdef client_data(self, bytes data)
     cpdef client_eof(self)
     cpdef client_writable(self)
@@ -53,5 +41,7 @@ cdef class Passthrough:
     cpdef relay_eof(self)
     cpdef relay_closed(self)
     cpdef relay_paused(self, bint paused)
+    cpdef link_connected(self, RelayUpstream link)
+    cpdef link_failed(self, object exc)
     cpdef _maybe_splice(self)
     cpdef _done(self)

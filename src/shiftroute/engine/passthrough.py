@@ -5,13 +5,14 @@ when it ends.
 
 The client side stays the HTTPS listener's protocol (engine/listeners.py): it owns the socket and the
 connection's deadline (engine/deadlines.py), and passes its bytes, its EOF, its deadline and its close on
-to Passthrough. The endpoint side is RelayUpstream, below. Back-pressure both ways (a side that cannot
-write pauses the other side's reading, hardening.md rule 16) and half-close: EOF from one side is passed
-on as a write EOF to the other; the connection ends when both sides are done or the tunnel has been idle
-too long.
+to Passthrough. The endpoint side is an EndpointLink, a socket of the router's own (numeric endpoint
+addresses), or a RelayUpstream on a loop transport (names): engine/endpoint_link.py. Back-pressure both
+ways (a side that cannot write pauses the other side's reading, hardening.md rule 16) and half-close: EOF
+from one side is passed on as a write EOF to the other; the connection ends when both sides are done or
+the tunnel has been idle too long.
 
-Both classes are in one module so that, compiled (passthrough.pxd), each calls the other in C: a relayed
-piece crosses them once per direction.
+Compiled (passthrough.pxd, endpoint_link.pxd), the two sides call each other in C: a relayed piece crosses
+them once per direction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine import decide, splice
+from shiftroute.engine.endpoint_link import EndpointLink, RelayPeer, RelayUpstream, hub_for
 from shiftroute.engine.upstream import describe_connect_error
 from shiftroute.routing.table import Backend, Server
 
@@ -33,64 +35,9 @@ _SPLICE_AVAILABLE = splice.AVAILABLE
 _SPLICE_AFTER_BYTES = splice.AFTER_BYTES
 
 
-class RelayUpstream:
-    """The endpoint side of a relay: a protocol on the connection to the endpoint, passing what it reads,
-    its EOF, its close and its write buffer's state to the Passthrough that owns it.
-
-    An asyncio protocol by its methods, not by inheritance: compiled, it is an extension type
-    (passthrough.pxd), which cannot subclass asyncio.Protocol; uvloop takes any object with the protocol's
-    methods."""
-
-    def __init__(self, peer: Passthrough) -> None:
-        self.peer = peer
-        self.transport: asyncio.Transport | None = None
-        self.paused = False
-        self.closed = False
-        self.eof = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
-
-    def data_received(self, data: bytes) -> None:
-        self.peer.relay_data(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self.peer.relay_eof()
-        return True  # keep our write side open until the client is done too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.peer.relay_closed()
-
-    def pause_writing(self) -> None:
-        self.paused = True
-        self.peer.relay_paused(True)
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        self.peer.relay_paused(False)
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
-
-    def write_eof(self) -> None:
-        if self.transport is not None and not self.closed and self.transport.can_write_eof():
-            self.transport.write_eof()
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-
-    def abort(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.abort()
-
-
-class Passthrough:
-    """One relayed connection: the client protocol on one side, a RelayUpstream to the endpoint on the
-    other (it calls the relay_* methods below)."""
+class Passthrough(RelayPeer):
+    """One relayed connection: the client protocol on one side, the endpoint side (an EndpointLink or a
+    RelayUpstream) on the other; it calls the relay_* and link_* methods below."""
 
     def __init__(self, client: HttpsClientProtocol, backend: Backend, hello: bytes) -> None:
         self.client = client
@@ -100,7 +47,9 @@ class Passthrough:
         self.relay: RelayUpstream | None = None
         self._buffer = [hello]  # what the client sent before the endpoint accepted
         self._tried: frozenset[str] = frozenset()
-        # The connect in progress: the loop's create_connection coroutine, and the future it waits on.
+        # The connect in progress: an EndpointLink connecting, or the loop's create_connection coroutine
+        # (an endpoint named, not numeric) and the future it waits on.
+        self._connect_link: EndpointLink | None = None
         self._connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, asyncio.Protocol]] | None = None
         self._connect_waiting: asyncio.Future[Any] | None = None
         self._connect_server: Server | None = None
@@ -142,12 +91,29 @@ class Passthrough:
         self._connect_server = server
         self._connect_timed_out = False
         client.arm(backend.timeouts.connect)  # the connect timeout: deadline_reached cancels the connect
-        # The loop's create_connection coroutine is driven here, not by an asyncio Task: a Task is an
-        # object registered in asyncio's WeakSet of tasks (Python code, again when it dies), stepped
-        # through two more callbacks. _connect_step does what Task.__step does for this one coroutine: it
-        # resumes it, and waits on the future it yields (uvloop's: the connect request's waiter).
+        link = EndpointLink(self, hub_for(self.loop))
+        try:
+            numeric = link.connect(server.address, server.port)
+        except OSError as exc:  # refused at once (no route to the address, no descriptors left)
+            self._connected(None, exc)
+            return
+        if numeric:
+            self._connect_link = link  # link_connected or link_failed follows
+            return
+        # A name: the loop's create_connection resolves it. Its coroutine is driven here, not by an
+        # asyncio Task: a Task is an object registered in asyncio's WeakSet of tasks (Python code, again
+        # when it dies), stepped through two more callbacks. _connect_step does what Task.__step does for
+        # this one coroutine: it resumes it, and waits on the future it yields.
         self._connecting = self.loop.create_connection(self._make_relay, server.address, server.port)
         self._connect_step(None)
+
+    def link_connected(self, link: RelayUpstream) -> None:
+        self._connect_link = None
+        self._connected(link, None)
+
+    def link_failed(self, exc: Any) -> None:  # an OSError (Any: compiled, the .pxd's `object`)
+        self._connect_link = None
+        self._connected(None, exc)
 
     def _connect_step(self, waited: asyncio.Future[Any] | None) -> None:
         """Resume the connect coroutine (after `waited`, the future it yielded, is done); on its end, pass
@@ -164,7 +130,7 @@ class Passthrough:
                 yielded = coro.send(None)
         except StopIteration as finished:
             self._connecting = None
-            self._connected(finished.value, None)
+            self._connected(finished.value[1], None)  # (transport, protocol): the protocol is the relay
             return
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -183,9 +149,18 @@ class Passthrough:
         self._connect_waiting = yielded
         yielded.add_done_callback(self._connect_step)
 
-    def _cancel_connect(self) -> None:
-        """Stop a connect in progress: its future is cancelled, and _connect_step throws CancelledError into
-        the coroutine when the future's callback runs (on the next iteration, as with a Task)."""
+    def _cancel_connect(self, timed_out: bool) -> None:
+        """Stop a connect in progress: the endpoint did not accept in time (`timed_out`: _connected logs it
+        and tries another one), or the client has gone. A connecting link is closed at once; the coroutine's
+        future is cancelled, and _connect_step throws CancelledError into it when the future's callback runs
+        (on the next iteration, as with a Task)."""
+        link = self._connect_link
+        if link is not None:
+            self._connect_link = None
+            link.abort()
+            if timed_out:
+                self._connected(None, TimeoutError())
+            return
         waiting = self._connect_waiting
         if waiting is not None:
             waiting.cancel()
@@ -193,15 +168,15 @@ class Passthrough:
     def _make_relay(self) -> asyncio.Protocol:
         return cast(asyncio.Protocol, RelayUpstream(self))  # a protocol by its methods (see RelayUpstream)
 
-    def _connected(self, result: Any, exc: BaseException | None) -> None:
-        """The connect coroutine ended: `result` is its (transport, protocol), or `exc` what it raised."""
+    def _connected(self, relay: RelayUpstream | None, exc: BaseException | None) -> None:
+        """The connect ended: `relay` is the connected endpoint side, or `exc` what failed."""
         backend, server, client = self.backend, self._connect_server, self.client
         assert server is not None
         if isinstance(exc, asyncio.CancelledError) and self._connect_timed_out:
             exc = TimeoutError()  # cancelled by deadline_reached: the connect timeout
         if client.closed:
-            if exc is None:
-                cast(RelayUpstream, result[1]).abort()
+            if relay is not None:
+                relay.abort()
             return
         if exc is not None:
             self.ctx.registry.connect_failed(server)
@@ -214,7 +189,7 @@ class Passthrough:
                 client.abort()
             return
         self.ctx.registry.connect_succeeded(server)
-        relay = cast(RelayUpstream, result[1])
+        assert relay is not None
         self.relay = relay
         # A named local: Cython 3.1 miscompiles `registry.state(server).active += 1` (a C call's result).
         state = self.ctx.registry.state(server)
@@ -252,14 +227,14 @@ class Passthrough:
                 relay.write_eof()
 
     def client_writable(self) -> None:
-        if self.relay is not None and self.relay.transport is not None:
-            self.relay.transport.resume_reading()
+        if self.relay is not None:
+            self.relay.resume_reading()
 
     def deadline_reached(self) -> None:
-        if self._connecting is not None:
+        if self._connect_link is not None or self._connecting is not None:
             # The endpoint did not accept in time: _connected logs it and tries another one.
             self._connect_timed_out = True
-            self._cancel_connect()
+            self._cancel_connect(True)
             return
         if self.relay is None:
             self.client.abort()
@@ -297,8 +272,8 @@ class Passthrough:
         return self._bytes_up + self._bytes_down + spliced.up.moved + spliced.down.moved
 
     def client_lost(self, exc: Exception | None) -> None:
-        if self._connecting is not None:
-            self._cancel_connect()
+        if self._connect_link is not None or self._connecting is not None:
+            self._cancel_connect(False)
         if self._splice is not None:
             self._splice.close(error=True)
         relay = self.relay
@@ -320,8 +295,8 @@ class Passthrough:
         if transport is not None and not client.closed:
             self._bytes_down += len(data)
             transport.write(data)
-            if client.writing_paused and self.relay is not None and self.relay.transport is not None:
-                self.relay.transport.pause_reading()
+            if client.writing_paused and self.relay is not None:
+                self.relay.pause_reading()
             else:
                 self._maybe_splice()
 
@@ -364,22 +339,15 @@ class Passthrough:
 
     def _start_splice(self, relay: RelayUpstream) -> bool:
         """Hand the relay to the kernel (splice) when both transports have nothing left to write."""
-        client, upstream = self.client.transport, relay.transport
-        if (
-            client is None
-            or upstream is None
-            or client.get_write_buffer_size()
-            or upstream.get_write_buffer_size()
-        ):
+        client = self.client.transport
+        if client is None or client.get_write_buffer_size() or relay.buffered():
             return False
-        client_sock, upstream_sock = client.get_extra_info("socket"), upstream.get_extra_info("socket")
-        if client_sock is None or upstream_sock is None:
+        client_sock, upstream_fd = client.get_extra_info("socket"), relay.fileno()
+        if client_sock is None or upstream_fd < 0:
             return False
         self.client.pause_reading()
-        upstream.pause_reading()
-        self._splice = splice.SpliceRelay(
-            self.loop, client_sock.fileno(), upstream_sock.fileno(), self._splice_done
-        )
+        relay.pause_reading()
+        self._splice = splice.SpliceRelay(self.loop, client_sock.fileno(), upstream_fd, self._splice_done)
         return True
 
     def _splice_done(self, error: bool) -> None:

@@ -1,0 +1,86 @@
+# cython: annotation_typing=False
+# (the .py annotates descriptors and event masks as `int`, which Cython would read as Python ints, not the
+# C types below; the .py carries the same directive, for Cython 3.3, which takes it from the .py.)
+#
+# Cython declarations for endpoint_link.py, read when setup.py compiles it (ignored by Python): the
+# classes become extension types whose attributes live in the object's C struct, the methods a relay
+# calls per piece are cpdef (C calls from passthrough.pxd, ordinary methods to Python), and
+# `sock_syscalls` is cimported as well as imported, so its calls here are its C twins (sock_syscalls.pxd).
+# Every attribute a class sets must be declared here. `public` keeps every attribute visible to Python.
+cimport cython
+
+from shiftroute.engine cimport sock_syscalls
+
+
+cdef class LinkHub
+
+
+cdef class RelayPeer:
+    cpdef relay_data(self, bytes data)
+    cpdef relay_eof(self)
+    cpdef relay_closed(self)
+    cpdef relay_paused(self, bint paused)
+    cpdef link_connected(self, RelayUpstream link)
+    cpdef link_failed(self, object exc)
+
+
+cdef class RelayUpstream:
+    cdef public RelayPeer peer
+    cdef public object transport
+    cdef public bint paused, closed, eof
+
+    cpdef write(self, bytes data)
+    cpdef write_eof(self)
+    cpdef close(self)
+    cpdef abort(self)
+    cpdef pause_reading(self)
+    cpdef resume_reading(self)
+    cpdef Py_ssize_t buffered(self) except -1
+    cpdef int fileno(self) except -2
+
+
+cdef class EndpointLink(RelayUpstream):
+    cdef public LinkHub hub
+    cdef public int fd
+    cdef public bint connecting, _reading, _eof_after_write, _close_after_write
+    cdef public list _pending
+    cdef public Py_ssize_t _pending_size
+    cdef public unsigned int _watched
+
+    @cython.locals(fd=int)
+    cpdef bint connect(self, str address, int port) except -1
+    @cython.locals(code=int)
+    cpdef on_events(self, unsigned int events)
+    cpdef _read(self)
+    cpdef _lost(self)
+    @cython.locals(sent=Py_ssize_t)
+    cpdef write(self, bytes data)
+    @cython.locals(sent=Py_ssize_t, data=bytes)
+    cpdef _flush(self)
+    cpdef write_eof(self)
+    cpdef _shutdown(self)
+    cpdef close(self)
+    cpdef abort(self)
+    cpdef pause_reading(self)
+    cpdef resume_reading(self)
+    cpdef Py_ssize_t buffered(self) except -1
+    cpdef int fileno(self) except -2
+    @cython.locals(events=cython.uint)
+    cpdef _rewatch(self)
+    cpdef _unwatch(self)
+    @cython.locals(fd=int)
+    cpdef _close_fd(self)
+
+
+cdef class LinkHub:
+    cdef public object loop
+    cdef public int epfd
+    cdef public dict links
+    cdef public set _stale
+    cdef public bint _dispatching
+
+    @cython.locals(fd=int)
+    cpdef watch(self, EndpointLink link, unsigned int events)
+    cpdef forget(self, int fd, bint watched)
+    @cython.locals(count=int, i=int, fd=int, link=EndpointLink)
+    cpdef _ready(self)

@@ -1,0 +1,404 @@
+# cython: annotation_typing=False
+"""The endpoint side of a passthrough relay (engine/passthrough.py): the connection from the router to the
+chosen endpoint, as one of two kinds with the same methods.
+
+- `EndpointLink`, for a numeric endpoint address (every EndpointSlice address of type IPv4 or IPv6): a
+  non-blocking socket the router connects, reads and writes itself, its readiness watched in one epoll
+  set per event loop (`LinkHub`, itself watched by the loop as one reader). Compiled, every step is a C
+  call (sock_syscalls.pxd): no transport, protocol, coroutine, Task or future is made per connection,
+  where the loop's create_connection made all of them. Callgrind put create_connection and the endpoint
+  transport's callbacks at about a third of the router's user-space instructions per passthrough
+  connection (issue 5, BENCHMARKS.md).
+- `RelayUpstream`, for any other address (an FQDN endpoint): a protocol on the transport the loop's
+  create_connection makes (it resolves the name).
+
+Both pass what they read, their EOF, their close and their write buffer's state to a `RelayPeer` (the
+Passthrough). Back-pressure (hardening.md rule 16): above WRITE_HIGH bytes waiting for the endpoint the
+peer is told to stop reading the client, and at WRITE_LOW to go on; the peer pauses the link's reading
+while the client cannot take more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import cast
+
+from shiftroute.engine import sock_syscalls
+
+# The same marks as the loop's transports (asyncio's defaults): the client is paused above 64 KiB
+# waiting for the endpoint, resumed at 16 KiB.
+WRITE_HIGH = 64 * 1024
+WRITE_LOW = 16 * 1024
+READ_SIZE = 65536  # per read, as the loop's transports read
+
+_IN = sock_syscalls.EPOLLIN
+_OUT = sock_syscalls.EPOLLOUT
+_ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
+
+
+class RelayPeer:
+    """What an endpoint side reports to; Passthrough implements every method."""
+
+    def relay_data(self, data: bytes) -> None:
+        pass
+
+    def relay_eof(self) -> None:
+        pass
+
+    def relay_closed(self) -> None:
+        pass
+
+    def relay_paused(self, paused: bool) -> None:
+        pass
+
+    def link_connected(self, link: RelayUpstream) -> None:
+        pass
+
+    def link_failed(self, exc: OSError) -> None:
+        pass
+
+
+class RelayUpstream:
+    """The endpoint side on a loop transport: a protocol on the connection create_connection makes.
+
+    An asyncio protocol by its methods, not by inheritance: compiled, it is an extension type
+    (endpoint_link.pxd), which cannot subclass asyncio.Protocol; uvloop takes any object with the
+    protocol's methods."""
+
+    def __init__(self, peer: RelayPeer) -> None:
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self.paused = False
+        self.closed = False
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.relay_data(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.peer.relay_eof()
+        return True  # keep our write side open until the client is done too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.peer.relay_closed()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.peer.relay_paused(True)
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.peer.relay_paused(False)
+
+    # -- what the peer calls (EndpointLink has the same) -------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def fileno(self) -> int:
+        """The socket's descriptor, -1 when there is none (for splice(2), which duplicates it)."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        return -1 if sock is None else int(sock.fileno())
+
+
+class EndpointLink(RelayUpstream):
+    """The endpoint side on a socket of the router's own, watched by the loop's LinkHub.
+
+    `connect` starts the connection; the peer hears `link_connected` or `link_failed` once. Then bytes
+    are read as they come (`relay_data`), the endpoint's EOF is `relay_eof` (reading stops, writing goes
+    on: half-close), and a failed read or write closes the socket and reports `relay_closed`. The peer's
+    own `close` (once what is pending has been written) and `abort` (at once) report nothing back: the
+    peer knows."""
+
+    def __init__(self, peer: RelayPeer, hub: LinkHub) -> None:
+        super().__init__(peer)
+        self.hub = hub
+        self.fd = -1
+        self.connecting = False
+        self._pending: list[bytes] = []  # written, not yet taken by the kernel
+        self._pending_size = 0
+        self._reading = True  # the peer has not paused reading
+        self._watched = 0  # the events the hub watches on this socket (0: not in the epoll set)
+        self._eof_after_write = False  # write_eof with bytes pending: shut down once they are sent
+        self._close_after_write = False
+
+    def connect(self, address: str, port: int) -> bool:
+        """Start connecting; False when `address` is not numeric (the caller uses create_connection).
+        OSError when the connect fails at once."""
+        fd = sock_syscalls.tcp_connect(address, port)
+        if fd < 0:
+            return False
+        self.fd = fd
+        self.connecting = True
+        self.hub.watch(self, _OUT)
+        return True
+
+    # -- events, from the hub ----------------------------------------------------------------------------
+
+    def on_events(self, events: int) -> None:
+        if self.connecting:
+            # A non-blocking connect has ended when the socket is writable; SO_ERROR says how (the way
+            # asyncio's sock_connect reads it).
+            self.connecting = False
+            code = sock_syscalls.socket_error(self.fd)
+            if code:
+                self._close_fd()
+                self.peer.link_failed(OSError(code, os.strerror(code)))
+                return
+            self._rewatch()
+            self.peer.link_connected(self)
+            return
+        if events & _OUT and self._pending_size:
+            self._flush()
+            if self.fd < 0:
+                return
+        if self._reading and not self.eof:
+            if events & _IN or events & _ERR_HUP:
+                self._read()  # the data, the EOF or the error
+        elif events & _ERR_HUP:
+            # An error or hang-up is reported whatever is watched, on every poll while it lasts: with
+            # reading paused or done, the socket leaves the set until reading resumes or bytes wait to
+            # be written (a write then meets the error).
+            self._unwatch()
+
+    def _read(self) -> None:
+        try:
+            data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
+        except OSError:
+            self._lost()
+            return
+        if data is None:
+            return
+        if not data:
+            self.eof = True
+            self._rewatch()
+            self.peer.relay_eof()
+            return
+        self.peer.relay_data(data)
+
+    def _lost(self) -> None:
+        """A read or write failed (the endpoint reset the connection): close, and tell the peer."""
+        self._close_fd()
+        self.peer.relay_closed()
+
+    # -- writing -----------------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.fd < 0 or self._close_after_write or not data:
+            return
+        if self._pending_size:
+            self._pending.append(data)
+            self._pending_size += len(data)
+        else:
+            try:
+                sent = sock_syscalls.send_bytes(self.fd, data, 0)
+            except OSError:
+                self._lost()
+                return
+            if sent == len(data):
+                return
+            self._pending.append(data[sent:])
+            self._pending_size = len(data) - sent
+            self._rewatch()
+        if not self.paused and self._pending_size > WRITE_HIGH:
+            self.paused = True
+            self.peer.relay_paused(True)
+
+    def _flush(self) -> None:
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        try:
+            sent = sock_syscalls.send_bytes(self.fd, data, 0)
+        except OSError:
+            self._lost()
+            return
+        self._pending_size = len(data) - sent
+        self._pending = [data[sent:]] if self._pending_size else []
+        if not self._pending_size:
+            if self._close_after_write:
+                self._close_fd()
+                return
+            if self._eof_after_write:
+                self._eof_after_write = False
+                self._shutdown()
+            self._rewatch()
+        if self.paused and self._pending_size <= WRITE_LOW:
+            self.paused = False
+            self.peer.relay_paused(False)
+
+    def write_eof(self) -> None:
+        if self.fd < 0 or self._close_after_write:
+            return
+        if self._pending_size:
+            self._eof_after_write = True
+        else:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        try:  # noqa: SIM105 - compiled, a try costs nothing; contextlib.suppress is an object and two calls
+            sock_syscalls.shutdown_write(self.fd)
+        except OSError:
+            pass  # the endpoint has gone already: its reset is what the next read finds
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        if self._pending_size:
+            self._close_after_write = True  # closed once what is pending has been written
+            self._reading = False
+            self._rewatch()
+        else:
+            self._close_fd()
+
+    def abort(self) -> None:
+        self._close_fd()
+
+    # -- reading, as the peer wants it -------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._rewatch()
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._close_after_write:
+            self._reading = True
+            self._rewatch()
+
+    def buffered(self) -> int:
+        return self._pending_size
+
+    def fileno(self) -> int:
+        return self.fd
+
+    # -- the epoll set -----------------------------------------------------------------------------------
+
+    def _rewatch(self) -> None:
+        if self.fd < 0 or self.connecting:
+            return
+        events = 0
+        if self._reading and not self.eof:
+            events |= _IN
+        if self._pending_size:
+            events |= _OUT
+        if events != self._watched:
+            self.hub.watch(self, events)
+
+    def _unwatch(self) -> None:
+        if self._watched:
+            self.hub.watch(self, 0)
+
+    def _close_fd(self) -> None:
+        fd = self.fd
+        if fd < 0:
+            return
+        self.fd = -1
+        self.connecting = False
+        self.closed = True
+        self._pending = []
+        self._pending_size = 0
+        self.hub.forget(fd, self._watched != 0)
+        self._watched = 0
+        sock_syscalls.close_fd(fd)
+
+
+class LinkHub:
+    """The epoll set of one event loop's EndpointLinks, watched by the loop as one reader: when a link's
+    socket is ready the loop calls `_ready`, which reads the ready events (without waiting) and hands each
+    to its link."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.epfd = sock_syscalls.epoll_open()
+        self.links: dict[int, EndpointLink] = {}
+        # Descriptors closed while a batch of events is handed out: the batch's later events for such a
+        # number are the closed socket's, not those of a new socket that reuses the number.
+        self._stale: set[int] = set()
+        self._dispatching = False
+        loop.add_reader(self.epfd, self._ready)
+
+    def watch(self, link: EndpointLink, events: int) -> None:
+        """Watch `link`'s socket for `events` (0: take it out of the set)."""
+        fd = link.fd
+        if events == 0:
+            sock_syscalls.epoll_remove(self.epfd, fd)
+        elif link._watched:
+            sock_syscalls.epoll_modify(self.epfd, fd, events)
+        else:
+            sock_syscalls.epoll_add(self.epfd, fd, events)
+            self.links[fd] = link
+        link._watched = events
+
+    def forget(self, fd: int, watched: bool) -> None:
+        """`fd` is about to be closed."""
+        if watched:
+            sock_syscalls.epoll_remove(self.epfd, fd)
+        self.links.pop(fd, None)
+        if self._dispatching:
+            self._stale.add(fd)
+
+    def _ready(self) -> None:
+        while True:
+            count = sock_syscalls.epoll_poll(self.epfd)
+            self._dispatching = True
+            try:
+                for i in range(count):
+                    fd = sock_syscalls.ready_fd(i)
+                    link = self.links.get(fd)
+                    if link is not None and not (self._stale and fd in self._stale):
+                        link.on_events(sock_syscalls.ready_events(i))
+            finally:
+                self._dispatching = False
+                self._stale.clear()
+            if count < sock_syscalls.MAX_EVENTS:
+                return
+
+    def close(self) -> None:
+        """Abort every link and close the set (the loop is closing)."""
+        self.loop.remove_reader(self.epfd)
+        for link in list(self.links.values()):
+            link.abort()
+        sock_syscalls.epoll_close(self.epfd)
+
+
+_hubs: dict[asyncio.AbstractEventLoop, LinkHub] = {}
+
+
+def hub_for(loop: asyncio.AbstractEventLoop) -> LinkHub:
+    """The loop's LinkHub, made on first use."""
+    hub = _hubs.get(loop)
+    if hub is None:
+        for old in [old for old in _hubs if old.is_closed()]:
+            sock_syscalls.epoll_close(_hubs.pop(old).epfd)  # its loop has gone, and the loop's reader too
+        hub = _hubs[loop] = LinkHub(loop)
+    return hub
