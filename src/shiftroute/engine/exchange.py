@@ -18,13 +18,14 @@ class Downstream(Protocol):
     """The client side as the session sees it (a plain TCP or a TLS connection)."""
 
     peer_ip: str
-    local_port: int
     secure: bool
     sni: str | None
     writing_paused: bool
     loop: asyncio.AbstractEventLoop
 
     def send(self, data: bytes) -> None: ...
+
+    def server_port(self) -> int: ...
 
     def finish(self) -> None: ...
 

@@ -276,7 +276,7 @@ class HttpSession(BackendSide):
             callbacks.session, callbacks.ex = self, ex
         ex.resp_parser = conn.parser
         if self._client_info is None:
-            self._client_info = ClientInfo(self.down.peer_ip, self.down.local_port, self.down.secure)
+            self._client_info = ClientInfo(self.down.peer_ip, self.down.server_port(), self.down.secure)
         head = upstream_head(ex.head, backend, server, self._client_info)
         if ex.body_buffer:
             if ex.head.body == CHUNKED:

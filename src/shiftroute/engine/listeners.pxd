@@ -22,6 +22,8 @@ cdef class _ClientBase:
     cdef public Py_ssize_t _deadline_slot
     cdef object __weakref__  # a closed connection's release is tested through a weak reference
 
+    cpdef bint _made(self, object transport) except -1
+    cpdef int server_port(self) except -1
     cpdef pause_reading(self)
     cpdef resume_reading(self)
     cpdef finish(self)

@@ -80,22 +80,35 @@ class _ClientBase:
         self._deadline_slot = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made(transport)
+
+    def _made(self, transport: asyncio.BaseTransport) -> bool:
+        """connection_made of both listeners (they call it in C, where `super().connection_made` made a
+        super object and looked the method up): False when the connection was refused."""
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
         self.outbox = Outbox(self.transport, self.loop, self.ctx.writes)
-        # uvloop reads both addresses when it makes the transport: these are lookups, not system calls.
+        # uvloop reads both addresses when it makes the transport: a lookup, not a system call. The local
+        # port is converted only when a request needs it (server_port).
         peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
         self.peer_ip = str(peer[0])
-        self.local_port = int(local[1])
         counters = self.ctx.counters
         if len(self.ctx.connections) >= self.ctx.limits.max_connections:
             # hardening.md rule 15: above the limit new connections are refused; open ones keep working.
             counters.connections_refused += 1
             self.transport.abort()
-            return
+            return False
         self.ctx.connections.add(self)
         counters.connections_total += 1
         counters.connections_current += 1
+        return True
+
+    def server_port(self) -> int:
+        """The port the client connected to (X-Forwarded-Port), read from the transport on first use: a
+        passthrough relay never needs it, and uvloop makes a tuple and a string of the address each time."""
+        if not self.local_port and self.transport is not None:
+            local = self.transport.get_extra_info("sockname") or ("", 0)
+            self.local_port = int(local[1])
+        return int(self.local_port)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -213,8 +226,7 @@ class HttpClientProtocol(_ClientBase):
     """The HTTP listener (OpenShift: port 80)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self in self.ctx.connections:
+        if self._made(transport):
             self.session = _new_session(self.ctx, self)
 
     def data_received(self, data: bytes) -> None:
@@ -244,8 +256,7 @@ class HttpsClientProtocol(_ClientBase):
         self._phase = "hello"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self in self.ctx.connections:
+        if self._made(transport):
             # routes.md §7: wait at most 5 s for the ClientHello (and the handshake).
             self.arm(self.ctx.limits.hello_timeout)
 

@@ -11,6 +11,12 @@ cimport cython
 
 ctypedef const unsigned char* _bytes_ptr
 
+# The protocol's constants as C ints (set from the .py's assignments when the module loads): compared with
+# a C int as module objects, each comparison made a Python int first (about 30 per ClientHello).
+cdef int _CONTENT_HANDSHAKE, _HANDSHAKE_CLIENT_HELLO, _RECORD_HEADER, _HANDSHAKE_HEADER, _MAX_FRAGMENT
+cdef int _EXT_SERVER_NAME, _EXT_ALPN, _EXT_SUPPORTED_VERSIONS, _NAME_TYPE_HOST_NAME
+cdef int _MAX_HOSTNAME, _MAX_LABEL, _MAX_HELLO
+
 @cython.locals(first=int, announced=Py_ssize_t, need=Py_ssize_t, head=Py_ssize_t, length=Py_ssize_t,
                pos=Py_ssize_t, rlen=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t, i=Py_ssize_t,
                stop=Py_ssize_t, pieces=list, message=bytes)

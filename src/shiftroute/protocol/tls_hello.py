@@ -50,6 +50,7 @@ _Bytes = bytes | bytearray  # what the parser proper reads (a memoryview is copi
 
 _MAX_HOSTNAME = 253  # RFC 1035 §2.3.4 (255 octets on the wire = 253 characters in dotted form)
 _MAX_LABEL = 63  # RFC 1035 §2.3.4
+_MAX_HELLO = MAX_CLIENT_HELLO  # compiled: a C int (tls_hello.pxd), as are the constants above
 
 
 class ClientHelloError(ValueError):
@@ -128,7 +129,7 @@ def _parse(data: _Bytes, n: int) -> ClientHello | None:
             raise ClientHelloError("TLS record too long")
         start = pos + _RECORD_HEADER
         end = start + rlen
-        if end > MAX_CLIENT_HELLO:
+        if end > _MAX_HELLO:
             raise ClientHelloError("ClientHello too large")
         announced += rlen
         if need < 0:
@@ -144,7 +145,7 @@ def _parse(data: _Bytes, n: int) -> ClientHello | None:
                 i += 1
             if head == _HANDSHAKE_HEADER:
                 need = _HANDSHAKE_HEADER + length
-                if need + _RECORD_HEADER > MAX_CLIENT_HELLO:
+                if need + _RECORD_HEADER > _MAX_HELLO:
                     raise ClientHelloError("ClientHello too large")
         if 0 <= need < announced:
             # The ClientHello is the client's only message until the server answers (RFC 8446 §2),
