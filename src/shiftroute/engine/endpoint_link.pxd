@@ -16,6 +16,12 @@ cdef class LinkHub
 
 
 cdef class RelayPeer:
+    cpdef start(self)
+    cpdef client_data(self, bytes data)
+    cpdef client_eof(self)
+    cpdef client_writable(self)
+    cpdef client_lost(self, object exc)
+    cpdef deadline_reached(self)
     cpdef relay_data(self, bytes data)
     cpdef relay_eof(self)
     cpdef relay_closed(self)
@@ -47,7 +53,7 @@ cdef class EndpointLink(RelayUpstream):
     cdef public Py_ssize_t _pending_size
     cdef public unsigned int _watched
 
-    @cython.locals(fd=int)
+    @cython.locals(fd=int, done=int)
     cpdef bint connect(self, str address, int port) except -1
     @cython.locals(code=int)
     cpdef on_events(self, unsigned int events)

@@ -38,7 +38,27 @@ _ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
 
 
 class RelayPeer:
-    """What an endpoint side reports to; Passthrough implements every method."""
+    """A relayed connection as both of its sides see it (Passthrough implements every method): the
+    endpoint side reports with relay_* and link_*, the client's listener (engine/listeners.py) with
+    start, client_* and deadline_reached. A base type so that, compiled, both call it in C."""
+
+    def start(self) -> None:
+        pass
+
+    def client_data(self, data: bytes) -> None:
+        pass
+
+    def client_eof(self) -> None:
+        pass
+
+    def client_writable(self) -> None:
+        pass
+
+    def client_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def deadline_reached(self) -> None:
+        pass
 
     def relay_data(self, data: bytes) -> None:
         pass
@@ -142,7 +162,12 @@ class EndpointLink(RelayUpstream):
     peer knows."""
 
     def __init__(self, peer: RelayPeer, hub: LinkHub) -> None:
-        super().__init__(peer)
+        # RelayUpstream's fields, set here: compiled, super().__init__ would be a Python-level call.
+        self.peer = peer
+        self.transport = None
+        self.paused = False
+        self.closed = False
+        self.eof = False
         self.hub = hub
         self.fd = -1
         self.connecting = False
@@ -155,11 +180,21 @@ class EndpointLink(RelayUpstream):
 
     def connect(self, address: str, port: int) -> bool:
         """Start connecting; False when `address` is not numeric (the caller uses create_connection).
-        OSError when the connect fails at once."""
+        OSError when the connect fails at once. When it succeeds at once (loopback: the handshake completes
+        within connect(2)), `link_connected` is called before this returns."""
         fd = sock_syscalls.tcp_connect(address, port)
         if fd < 0:
             return False
         self.fd = fd
+        try:
+            done = sock_syscalls.connected_now(fd)
+        except OSError:
+            self._close_fd()
+            raise
+        if done:
+            self._rewatch()
+            self.peer.link_connected(self)
+            return True
         self.connecting = True
         self.hub.watch(self, _OUT)
         return True

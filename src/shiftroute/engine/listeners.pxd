@@ -9,6 +9,7 @@
 # build. uvloop and asyncio take any object with the protocol's methods (uvloop only asks whether it has
 # `get_buffer`, for BufferedProtocol).
 from shiftroute.engine.context cimport RouterContext
+from shiftroute.engine.endpoint_link cimport RelayPeer
 from shiftroute.engine.outbox cimport Outbox
 from shiftroute.engine.tls cimport TlsLayer
 
@@ -40,10 +41,12 @@ cdef class HttpClientProtocol(_ClientBase):
 
 
 cdef class HttpsClientProtocol(_ClientBase):
-    cdef public object _default_context, _hello, _passthrough, _phase
+    cdef public object _default_context, _hello, _phase
+    cdef public RelayPeer _passthrough  # a Passthrough (engine/passthrough.py): its methods are C calls
     cdef public TlsLayer _tls
 
     cpdef deadline_passed(self)
+    cpdef _hello_in(self, bytes data)
     cpdef _decrypt(self, bytes data)
     cpdef send_raw(self, bytes data)
     cpdef send(self, bytes data)

@@ -1,3 +1,7 @@
+# cython: annotation_typing=False
+# (the .py's annotations name unions such as `BaseException | None`, which Cython would read as a type to
+# check; the .pxd's types are the ones that count. The .py carries the same directive, for Cython 3.3.)
+#
 # Cython declarations for passthrough.py, read when setup.py compiles it (ignored by Python): both sides of
 # a relay become extension types whose attributes live in the object's C struct, the client protocol is
 # typed (listeners.pxd), and the methods one side calls on the other per relayed piece are cpdef: C calls
@@ -34,6 +38,7 @@ cdef class Passthrough(RelayPeer):
     cpdef client_eof(self)
     cpdef client_writable(self)
     cpdef deadline_reached(self)
+    cpdef client_lost(self, object exc)
     cpdef _idle_after(self, double seconds)
     cpdef _set_idle_limit(self, double seconds)
     cpdef Py_ssize_t _moved(self)
@@ -42,6 +47,7 @@ cdef class Passthrough(RelayPeer):
     cpdef relay_closed(self)
     cpdef relay_paused(self, bint paused)
     cpdef link_connected(self, RelayUpstream link)
+    cpdef _connected(self, RelayUpstream relay, object exc)
     cpdef link_failed(self, object exc)
     cpdef _maybe_splice(self)
     cpdef _done(self)

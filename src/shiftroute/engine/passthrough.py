@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """A passthrough route's connection once its ClientHello is read (routes.md §4 step 1): admit the client,
 choose an endpoint, connect (moving on to the next endpoint when one refuses or does not accept in time),
 relay the untouched TLS bytes both ways, hand bulk transfers to splice(2), and write the access-log line
@@ -91,15 +92,16 @@ class Passthrough(RelayPeer):
         self._connect_server = server
         self._connect_timed_out = False
         client.arm(backend.timeouts.connect)  # the connect timeout: deadline_reached cancels the connect
-        link = EndpointLink(self, hub_for(self.loop))
+        link = self._connect_link = EndpointLink(self, hub_for(self.loop))
         try:
             numeric = link.connect(server.address, server.port)
         except OSError as exc:  # refused at once (no route to the address, no descriptors left)
+            self._connect_link = None
             self._connected(None, exc)
             return
         if numeric:
-            self._connect_link = link  # link_connected or link_failed follows
-            return
+            return  # link_connected or link_failed follows, or has been called already (loopback)
+        self._connect_link = None
         # A name: the loop's create_connection resolves it. Its coroutine is driven here, not by an
         # asyncio Task: a Task is an object registered in asyncio's WeakSet of tasks (Python code, again
         # when it dies), stepped through two more callbacks. _connect_step does what Task.__step does for

@@ -86,6 +86,18 @@ cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int family, const char* text, void* out)
 
 
+cdef extern from "<poll.h>" nogil:
+    cdef struct pollfd:
+        int fd
+        short events
+        short revents
+    enum:
+        POLLOUT
+        POLLERR
+        POLLHUP
+    int poll(pollfd* fds, unsigned long count, int timeout)
+
+
 cdef extern from "<unistd.h>" nogil:
     int _close "close" (int fd)
 
@@ -197,6 +209,24 @@ cdef inline int tcp_connect(str address, int port) except -2:
         _close(fd)
         raise OSError(saved, strerror(saved).decode())  # OSError picks the subclass by errno
     return fd
+
+
+cdef inline int connected_now(int fd) except -1:
+    cdef pollfd one
+    cdef int code
+    one.fd = fd
+    one.events = POLLOUT
+    one.revents = 0
+    if poll(&one, 1, 0) < 0:
+        return _fail()
+    if one.revents == POLLOUT:
+        return 1
+    if not one.revents & (POLLERR | POLLHUP):
+        return 0
+    code = socket_error(fd)
+    if code == 0:
+        return 1
+    raise OSError(code, strerror(code).decode())  # OSError picks the subclass by errno
 
 
 cdef inline int socket_error(int fd) except -1:

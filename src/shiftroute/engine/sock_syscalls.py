@@ -11,6 +11,9 @@ Results, in both:
 - `tcp_connect` returns the new descriptor (connected, or connecting: wait for EPOLLOUT, then read
   `socket_error`), -1 when `address` is not a numeric IPv4 or IPv6 address (the caller resolves names
   another way), and raises OSError when the connect fails at once.
+- `connected_now` returns 1 when the connect has already completed, 0 while it is in progress, and raises
+  OSError when it has failed. On loopback the handshake completes within connect(2), which still returns
+  EINPROGRESS on a non-blocking socket: asked at once, the answer saves waiting for EPOLLOUT.
 - `recv_bytes` returns the bytes read, b"" at end of stream, None when nothing is there (EAGAIN).
 - `send_bytes` returns how many bytes of `data[offset:]` the kernel took, 0 when it took none (EAGAIN).
 - `epoll_poll` waits for nothing (timeout 0) and returns how many events it read, at most MAX_EVENTS; event
@@ -88,6 +91,21 @@ def tcp_connect(address: str, port: int) -> int:
         sock.close()
         raise
     return sock.detach()
+
+
+def connected_now(fd: int) -> int:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    ready = poller.poll(0)
+    revents = ready[0][1] if ready else 0
+    if revents == select.POLLOUT:
+        return 1
+    if not revents & (select.POLLERR | select.POLLHUP):
+        return 0
+    code = socket_error(fd)
+    if code == 0:
+        return 1
+    raise OSError(code, os.strerror(code))
 
 
 def socket_error(fd: int) -> int:
