@@ -21,7 +21,9 @@ cdef class Deadlines:
 
     @cython.locals(new=Py_ssize_t)
     cpdef Py_ssize_t move(self, owner, Py_ssize_t slot, double when) except -1
-    @cython.locals(slot=Py_ssize_t)
+    # `owners` typed: its add and discard are C calls (PySet_Add, PySet_Discard), not method lookups.
+    @cython.locals(slot=Py_ssize_t, owners=set)
     cpdef Py_ssize_t add(self, owner, double when) except -1
+    @cython.locals(owners=set)
     cpdef remove(self, owner, Py_ssize_t slot)
     cpdef _schedule(self, Py_ssize_t slot)

@@ -32,6 +32,7 @@ cdef class _ClientBase:
     cpdef flush(self)
     cpdef send(self, bytes data)
     cpdef arm(self, double seconds)
+    cpdef arm_from(self, double now, double seconds)
     cpdef disarm(self)
     cpdef deadline_passed(self)
 

@@ -168,7 +168,11 @@ class _ClientBase:
         router's deadlines (engine/deadlines.py) serves them all: it is moved only when the deadline
         comes earlier (a later one is found when it fires), so a short connection adds one entry and a
         relayed piece costs only a clock read."""
-        self.deadline = deadline = self.loop.time() + seconds
+        self.arm_from(self.loop.time(), seconds)
+
+    def arm_from(self, now: float, seconds: float) -> None:
+        """`arm`, for a caller that has just read the loop's time (`now`): one clock read saved."""
+        self.deadline = deadline = now + seconds
         self._deadline_slot = self.ctx.deadlines.move(self, self._deadline_slot, deadline)
 
     def disarm(self) -> None:

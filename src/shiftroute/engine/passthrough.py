@@ -257,9 +257,9 @@ class Passthrough(RelayPeer):
     def _idle_after(self, seconds: float) -> None:
         """From now on the relay is closed after `seconds` without a byte moving either way."""
         self._set_idle_limit(seconds)
-        self._quiet_since = self.loop.time()
+        self._quiet_since = now = self.loop.time()
         self._seen = self._moved()
-        self.client.arm(min(self._idle_step, seconds))
+        self.client.arm_from(now, min(self._idle_step, seconds))
 
     def _set_idle_limit(self, seconds: float) -> None:
         """The idle check runs every eighth of the timeout, at most every minute: a tunnel idle for 1 h
