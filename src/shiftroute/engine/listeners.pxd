@@ -25,6 +25,7 @@ cdef class _ClientBase:
 
     cpdef bint _made(self, object transport) except -1
     cpdef int server_port(self) except -1
+    cpdef _lost(self)
     cpdef pause_reading(self)
     cpdef resume_reading(self)
     cpdef finish(self)

@@ -111,6 +111,10 @@ class _ClientBase:
         return int(self.local_port)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def _lost(self) -> None:
+        """connection_lost of both listeners (a C call from the HTTPS one, as _made)."""
         if self.closed:
             return
         self.closed = True
@@ -276,7 +280,7 @@ class HttpsClientProtocol(_ClientBase):
         self.disarm()
         if self._passthrough is not None:
             self._passthrough.client_lost(exc)
-        super().connection_lost(exc)
+        self._lost()
 
     @property
     def idle(self) -> bool:

@@ -19,6 +19,11 @@ from shiftroute.engine.listeners cimport HttpsClientProtocol
 from shiftroute.engine.splice cimport SpliceRelay
 
 
+# Module constants as C values: compared per relayed piece.
+cdef bint _SPLICE_AVAILABLE
+cdef Py_ssize_t _SPLICE_AFTER_BYTES
+
+
 cdef class Passthrough(RelayPeer):
     cdef public HttpsClientProtocol client
     cdef public RouterContext ctx

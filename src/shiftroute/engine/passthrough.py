@@ -75,8 +75,13 @@ class Passthrough(RelayPeer):
             client.abort()  # refused at connection level (allowlist, rate limits)
             return
         self._admitted = True
-        client.pause_reading()
         self._connect()
+        if self.relay is None and not client.closed:
+            # Still connecting: nothing more is read from the client until the endpoint has accepted
+            # (hardening.md rule 16; _connected resumes). Paused only now: on loopback the connect has
+            # usually completed within _connect, and a pause and resume in one iteration would cost two
+            # calls into the loop and an epoll change for nothing.
+            client.pause_reading()
 
     # -- connecting ----------------------------------------------------------------------------------
 
@@ -330,12 +335,12 @@ class Passthrough(RelayPeer):
         """Bulk transfers go to the kernel once they prove to be bulk: setting splice up (two pipes, two
         duplicate sockets) costs more than it saves on a connection that carries a request or two."""
         if (
-            _SPLICE_AVAILABLE
+            self._bytes_up + self._bytes_down >= _SPLICE_AFTER_BYTES  # first: false on short connections
+            and _SPLICE_AVAILABLE
             and self._splice is None
             and self.relay is not None
             and not self.client.peer_eof
             and not self.relay.eof
-            and self._bytes_up + self._bytes_down >= _SPLICE_AFTER_BYTES
         ):
             self._start_splice(self.relay)
 
