@@ -48,7 +48,7 @@ cdef class RelayUpstream:
 cdef class EndpointLink(RelayUpstream):
     cdef public LinkHub hub
     cdef public int fd
-    cdef public bint connecting, _reading, _eof_after_write, _close_after_write
+    cdef public bint connecting, _reading, _eof_after_write, _close_after_write, _shared
     cdef public list _pending
     cdef public Py_ssize_t _pending_size
     cdef public unsigned int _watched
@@ -87,6 +87,6 @@ cdef class LinkHub:
 
     @cython.locals(fd=int)
     cpdef watch(self, EndpointLink link, unsigned int events)
-    cpdef forget(self, int fd, bint watched)
+    cpdef forget(self, int fd, bint remove)
     @cython.locals(count=int, i=int, fd=int, link=EndpointLink)
     cpdef _ready(self)

@@ -177,6 +177,7 @@ class EndpointLink(RelayUpstream):
         self._watched = 0  # the events the hub watches on this socket (0: not in the epoll set)
         self._eof_after_write = False  # write_eof with bytes pending: shut down once they are sent
         self._close_after_write = False
+        self._shared = False  # the descriptor was handed out (fileno), and may have been duplicated
 
     def connect(self, address: str, port: int) -> bool:
         """Start connecting; False when `address` is not numeric (the caller uses create_connection).
@@ -334,6 +335,7 @@ class EndpointLink(RelayUpstream):
         return self._pending_size
 
     def fileno(self) -> int:
+        self._shared = self.fd >= 0  # duplicated by the caller (splice): see _close_fd
         return self.fd
 
     # -- the epoll set -----------------------------------------------------------------------------------
@@ -362,7 +364,9 @@ class EndpointLink(RelayUpstream):
         self.closed = True
         self._pending = []
         self._pending_size = 0
-        self.hub.forget(fd, self._watched != 0)
+        # close(2) takes the socket out of the epoll set by itself, unless a duplicate of the descriptor
+        # is still open (a splice relay's): only then is an explicit EPOLL_CTL_DEL needed.
+        self.hub.forget(fd, self._watched != 0 and self._shared)
         self._watched = 0
         sock_syscalls.close_fd(fd)
 
@@ -394,9 +398,10 @@ class LinkHub:
             self.links[fd] = link
         link._watched = events
 
-    def forget(self, fd: int, watched: bool) -> None:
-        """`fd` is about to be closed."""
-        if watched:
+    def forget(self, fd: int, remove: bool) -> None:
+        """`fd` is about to be closed; `remove`: take it out of the epoll set first (close(2) does that
+        itself when no duplicate of the descriptor remains open)."""
+        if remove:
             sock_syscalls.epoll_remove(self.epfd, fd)
         self.links.pop(fd, None)
         if self._dispatching:
