@@ -23,6 +23,7 @@ cdef class _ClientBase:
     cdef public Py_ssize_t _deadline_slot
     cdef object __weakref__  # a closed connection's release is tested through a weak reference
 
+    cpdef _setup(self, RouterContext ctx)
     cpdef bint _made(self, object transport) except -1
     cpdef int server_port(self) except -1
     cpdef _lost(self)

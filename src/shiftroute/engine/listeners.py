@@ -56,6 +56,11 @@ class _ClientBase:
     protocol's methods (router.py casts the factories for mypy)."""
 
     def __init__(self, ctx: RouterContext) -> None:
+        self._setup(ctx)
+
+    def _setup(self, ctx: RouterContext) -> None:
+        """__init__ of both listeners (the HTTPS one calls it in C, where super().__init__ was a Python
+        call per connection)."""
         self.ctx = ctx
         self.secure = False  # an instance attribute (in the C struct when compiled), set by the HTTPS one
         self.transport: asyncio.Transport | None = None
@@ -255,7 +260,7 @@ class HttpsClientProtocol(_ClientBase):
     passthrough route chosen by SNI, or terminate TLS with the route's or the default certificate."""
 
     def __init__(self, ctx: RouterContext, default_context: Any) -> None:
-        super().__init__(ctx)
+        self._setup(ctx)
         self.secure = True
         self._default_context = default_context  # a callable returning the current default SSLContext
         self._hello: bytearray | None = None  # a ClientHello that came in pieces, until it is whole

@@ -38,8 +38,10 @@ class _Collect:
     body: bytearray = field(default_factory=bytearray)
     done: bool = False
     messages: int = 0
+    begun: int = 0
 
     def on_message_begin(self) -> None:
+        self.begun += 1
         self.headers = []
         self.body = bytearray()
         self.done = False
@@ -53,6 +55,29 @@ class _Collect:
     def on_message_complete(self) -> None:
         self.done = True
         self.messages += 1
+
+
+def _first_message(data: bytes) -> tuple[httptools.HttpResponseParser, _Collect, bytes]:
+    """(parser, collected, rest) for the first whole response in `data`, which holds more after it.
+    httptools does not say where a message ended: the shortest prefix that completes one is searched for
+    (the count of completed messages only grows with the prefix; `done` does not: the next message's
+    start resets it)."""
+
+    def parse(size: int) -> tuple[httptools.HttpResponseParser, _Collect]:
+        collect = _Collect()
+        parser = httptools.HttpResponseParser(collect)
+        parser.feed_data(data[:size])
+        return parser, collect
+
+    low, high = 0, len(data)  # parse(low) has completed no message, parse(high) has
+    while high - low > 1:
+        middle = (low + high) // 2
+        if parse(middle)[1].messages:
+            high = middle
+        else:
+            low = middle
+    parser, collect = parse(high)
+    return parser, collect, data[high:]
 
 
 def insecure_client_context() -> ssl.SSLContext:
@@ -132,13 +157,20 @@ class Connection:
             parser = httptools.HttpResponseParser(collect)
             data = self._buffer
             self._buffer = b""
+            fed = b""  # every byte given to this parser
             while True:
                 if data:
+                    fed += data
                     try:
                         parser.feed_data(data)
                     except httptools.HttpParserUpgrade as exc:
                         self._buffer = data[exc.args[0] :]
                         return self._response(parser, collect)
+                    if collect.messages and collect.begun > 1:
+                        # Bytes of the next response came in the same read (pipelined responses the
+                        # router wrote together): keep them for the next call, parse this one alone.
+                        parser, collect, self._buffer = _first_message(fed)
+                        break
                     if collect.done or (head and collect.headers and b"\r\n\r\n" in data):
                         break
                 data = self._recv(deadline)
