@@ -87,6 +87,16 @@ async def _endpoint() -> tuple[asyncio.Server, int, list[Endpoint]]:
     return server, server.sockets[0].getsockname()[1], served
 
 
+async def _served(served: list[Endpoint], count: int = 1) -> Endpoint:
+    """The `count`-th connection the endpoint accepted, once it has (bounded wait)."""
+    async with asyncio.timeout(DEADLINE):
+        while len(served) < count:
+            await asyncio.sleep(0.01)
+    endpoint = served[count - 1]
+    assert endpoint.transport is not None
+    return endpoint
+
+
 async def _connected(peer: Peer, port: int) -> EndpointLink:
     link = EndpointLink(peer, hub_for(asyncio.get_running_loop()))
     assert link.connect("127.0.0.1", port) is True
@@ -158,10 +168,7 @@ def test_back_pressure_pauses_the_client_and_everything_arrives_in_order() -> No
         server, port, served = await _endpoint()
         peer = Peer()
         link = await _connected(peer, port)
-        async with asyncio.timeout(DEADLINE):
-            while not served:
-                await asyncio.sleep(0.01)
-        endpoint = served[0]
+        endpoint = await _served(served)
         assert endpoint.transport is not None
         endpoint.transport.pause_reading()  # the endpoint stops reading: the kernel buffers fill up
         sent = bytearray()
@@ -188,10 +195,7 @@ def test_close_sends_what_is_pending_first_and_an_endpoint_reset_is_a_close() ->
         server, port, served = await _endpoint()
         peer = Peer()
         link = await _connected(peer, port)
-        async with asyncio.timeout(DEADLINE):
-            while not served:
-                await asyncio.sleep(0.01)
-        endpoint = served[0]
+        endpoint = await _served(served)
         assert endpoint.transport is not None
         endpoint.transport.pause_reading()
         piece = b"x" * 65536
@@ -208,10 +212,7 @@ def test_close_sends_what_is_pending_first_and_an_endpoint_reset_is_a_close() ->
 
         second = Peer()
         link = await _connected(second, port)
-        async with asyncio.timeout(DEADLINE):
-            while len(served) < 2:
-                await asyncio.sleep(0.01)
-        reset = served[1].transport
+        reset = (await _served(served, 2)).transport
         assert reset is not None
         reset.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
         reset.abort()  # linger 0: a reset
