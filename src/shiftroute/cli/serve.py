@@ -186,8 +186,10 @@ def serve(ctx: Context, **opts: object) -> None:
     Signals: SIGTERM/SIGINT drain and exit; SIGHUP reloads the default certificate.
     Environment: SHIFTROUTE_PURE_PYTHON=1 runs the Python sources of the request path even when its
     compiled build is installed (the log says which runs); SHIFTROUTE_SPLICE=0 keeps passthrough relays
-    in the event loop instead of splice(2); glibc's MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_
-    replace the malloc thresholds the router sets itself (4 MiB / 16 MiB, logged at start).
+    in the event loop instead of splice(2); SHIFTROUTE_UVLOOP_TRANSPORTS=keep leaves uvloop's own
+    transport registry in place (the router replaces it with a cheaper one; the log says which); glibc's
+    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ replace the malloc thresholds the router sets itself
+    (4 MiB / 16 MiB, logged at start).
     """
     setup_logging(str(opts["log_level"]))
     workers = int(opts["workers"])  # type: ignore[call-overload]
