@@ -10,9 +10,7 @@
 cimport cython
 
 from shiftroute.engine cimport sock_syscalls
-
-
-cdef class LinkHub
+from shiftroute.engine.link_hub cimport HubMember, LinkHub
 
 
 cdef class RelayPeer:
@@ -30,7 +28,7 @@ cdef class RelayPeer:
     cpdef link_failed(self, object exc)
 
 
-cdef class RelayUpstream:
+cdef class RelayUpstream(HubMember):
     cdef public RelayPeer peer
     cdef public object transport
     cdef public bint paused, closed, eof
@@ -47,11 +45,9 @@ cdef class RelayUpstream:
 
 cdef class EndpointLink(RelayUpstream):
     cdef public LinkHub hub
-    cdef public int fd
     cdef public bint connecting, _reading, _eof_after_write, _close_after_write, _shared
     cdef public list _pending
     cdef public Py_ssize_t _pending_size
-    cdef public unsigned int _watched
 
     @cython.locals(fd=int, done=int)
     cpdef bint connect(self, str address, int port) except -1
@@ -76,17 +72,3 @@ cdef class EndpointLink(RelayUpstream):
     cpdef _unwatch(self)
     @cython.locals(fd=int)
     cpdef _close_fd(self)
-
-
-cdef class LinkHub:
-    cdef public object loop
-    cdef public int epfd
-    cdef public dict links
-    cdef public set _stale
-    cdef public bint _dispatching
-
-    @cython.locals(fd=int)
-    cpdef watch(self, EndpointLink link, unsigned int events)
-    cpdef forget(self, int fd, bint remove)
-    @cython.locals(count=int, i=int, fd=int, link=EndpointLink)
-    cpdef _ready(self)

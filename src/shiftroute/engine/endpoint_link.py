@@ -25,6 +25,9 @@ import os
 from typing import cast
 
 from shiftroute.engine import sock_syscalls
+from shiftroute.engine.link_hub import HubMember, LinkHub, hub_for
+
+__all__ = ["EndpointLink", "RelayPeer", "RelayUpstream", "hub_for"]
 
 # The same marks as the loop's transports (asyncio's defaults): the client is paused above 64 KiB
 # waiting for the endpoint, resumed at 16 KiB.
@@ -79,14 +82,17 @@ class RelayPeer:
         pass
 
 
-class RelayUpstream:
+class RelayUpstream(HubMember):
     """The endpoint side on a loop transport: a protocol on the connection create_connection makes.
 
     An asyncio protocol by its methods, not by inheritance: compiled, it is an extension type
     (endpoint_link.pxd), which cannot subclass asyncio.Protocol; uvloop takes any object with the
-    protocol's methods."""
+    protocol's methods. A HubMember only so that its subclass EndpointLink can be one (an extension type
+    has one base); a RelayUpstream itself is never in a hub."""
 
     def __init__(self, peer: RelayPeer) -> None:
+        self.fd = -1
+        self._watched = 0
         self.peer = peer
         self.transport: asyncio.Transport | None = None
         self.paused = False
@@ -369,76 +375,3 @@ class EndpointLink(RelayUpstream):
         self.hub.forget(fd, self._watched != 0 and self._shared)
         self._watched = 0
         sock_syscalls.close_fd(fd)
-
-
-class LinkHub:
-    """The epoll set of one event loop's EndpointLinks, watched by the loop as one reader: when a link's
-    socket is ready the loop calls `_ready`, which reads the ready events (without waiting) and hands each
-    to its link."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.epfd = sock_syscalls.epoll_open()
-        self.links: dict[int, EndpointLink] = {}
-        # Descriptors closed while a batch of events is handed out: the batch's later events for such a
-        # number are the closed socket's, not those of a new socket that reuses the number.
-        self._stale: set[int] = set()
-        self._dispatching = False
-        loop.add_reader(self.epfd, self._ready)
-
-    def watch(self, link: EndpointLink, events: int) -> None:
-        """Watch `link`'s socket for `events` (0: take it out of the set)."""
-        fd = link.fd
-        if events == 0:
-            sock_syscalls.epoll_remove(self.epfd, fd)
-        elif link._watched:
-            sock_syscalls.epoll_modify(self.epfd, fd, events)
-        else:
-            sock_syscalls.epoll_add(self.epfd, fd, events)
-            self.links[fd] = link
-        link._watched = events
-
-    def forget(self, fd: int, remove: bool) -> None:
-        """`fd` is about to be closed; `remove`: take it out of the epoll set first (close(2) does that
-        itself when no duplicate of the descriptor remains open)."""
-        if remove:
-            sock_syscalls.epoll_remove(self.epfd, fd)
-        self.links.pop(fd, None)
-        if self._dispatching:
-            self._stale.add(fd)
-
-    def _ready(self) -> None:
-        while True:
-            count = sock_syscalls.epoll_poll(self.epfd)
-            self._dispatching = True
-            try:
-                for i in range(count):
-                    fd = sock_syscalls.ready_fd(i)
-                    link = self.links.get(fd)
-                    if link is not None and not (self._stale and fd in self._stale):
-                        link.on_events(sock_syscalls.ready_events(i))
-            finally:
-                self._dispatching = False
-                self._stale.clear()
-            if count < sock_syscalls.MAX_EVENTS:
-                return
-
-    def close(self) -> None:
-        """Abort every link and close the set (the loop is closing)."""
-        self.loop.remove_reader(self.epfd)
-        for link in list(self.links.values()):
-            link.abort()
-        sock_syscalls.epoll_close(self.epfd)
-
-
-_hubs: dict[asyncio.AbstractEventLoop, LinkHub] = {}
-
-
-def hub_for(loop: asyncio.AbstractEventLoop) -> LinkHub:
-    """The loop's LinkHub, made on first use."""
-    hub = _hubs.get(loop)
-    if hub is None:
-        for old in [old for old in _hubs if old.is_closed()]:
-            sock_syscalls.epoll_close(_hubs.pop(old).epfd)  # its loop has gone, and the loop's reader too
-        hub = _hubs[loop] = LinkHub(loop)
-    return hub

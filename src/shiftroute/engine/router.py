@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from shiftroute import accel
 from shiftroute.admin import metrics
 from shiftroute.admin.server import start_admin
 from shiftroute.admission import RouterOptions, Verdict
 from shiftroute.api.objects import ObjectKey
-from shiftroute.engine import gc_tuning, malloc_tuning, tls, transports
+from shiftroute.engine import client_link, gc_tuning, malloc_tuning, tls, transports
 from shiftroute.engine.context import Limits, RouterContext
 from shiftroute.engine.controller import Controller, publish_into_loop
 from shiftroute.engine.default_cert import ensure_default_certificate
@@ -68,6 +68,14 @@ class RouterConfig:
 _ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
+class _Server(Protocol):
+    """What the router asks of a listening server: asyncio.Server, or client_link.HubServer (HTTPS)."""
+
+    async def start_serving(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Router:
     def __init__(self, config: RouterConfig) -> None:
         self.config = config
@@ -80,7 +88,7 @@ class Router:
         self.store_problem = ""  # why the store did not answer, for /healthz/ready before the first sync
         self.cert_expiry: dict[str, datetime] = {}
         self._default: dict[str, ssl.SSLContext] = {}
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[_Server] = []
         self._admin: asyncio.Server | None = None
         self._seen_warnings: set[str] = set()
         self._seen_errors: dict[str, str] = {}
@@ -193,17 +201,25 @@ class Router:
             backlog=4096,
             start_serving=False,
         )
-        https = await loop.create_server(
-            cast(_ProtocolFactory, functools.partial(HttpsClientProtocol, self.ctx, self.default_context)),
-            host,
-            cfg.https_port,
-            reuse_port=True,
-            backlog=4096,
-            start_serving=False,
-        )
+        https_factory = functools.partial(HttpsClientProtocol, self.ctx, self.default_context)
+        https: _Server
+        if client_link.use_router_sockets():
+            # The HTTPS connections on the router's own sockets (engine/client_link.py), bound the same way.
+            https_server = client_link.HubServer(loop, https_factory)
+            https_server.bind(host, cfg.https_port, 4096)
+            https, self.ports["https"] = https_server, int(https_server.sockets[0].getsockname()[1])
+        else:
+            loop_server = await loop.create_server(
+                cast(_ProtocolFactory, https_factory),
+                host,
+                cfg.https_port,
+                reuse_port=True,
+                backlog=4096,
+                start_serving=False,
+            )
+            https, self.ports["https"] = loop_server, _port_of(loop_server)
         self._servers = [http, https]
         self.ports["http"] = _port_of(http)
-        self.ports["https"] = _port_of(https)
         if self.writes_status:
             self._admin = await start_admin(
                 cfg.admin_bind or cfg.bind or "0.0.0.0",
@@ -256,6 +272,7 @@ class Router:
         log.info("request path: %s", accel.describe())
         log.info("TLS records: %s", tls.describe_records())
         log.info("transport map: %s", transport_map)
+        log.info("https connections: %s", client_link.describe())
         log.info("garbage collector thresholds %s (routing tables are frozen as published)", gc_tuning.tune())
         log.info("malloc thresholds: %s", malloc_tuning.tune())
         log.info("reading routes from the store %s; ready after the first sync", cfg.store_url)

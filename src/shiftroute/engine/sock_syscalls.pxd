@@ -5,8 +5,9 @@
 # results, OSError with errno on failure (PyErr_SetFromErrno picks the subclass by errno, as Python's own
 # socket calls do).
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from cpython.exc cimport PyErr_SetFromErrno
-from libc.string cimport memset, strerror
+from libc.string cimport memset, strerror, strlen
 
 
 cdef extern from "<errno.h>" nogil:
@@ -14,6 +15,7 @@ cdef extern from "<errno.h>" nogil:
     enum:
         EAGAIN
         EINPROGRESS
+        EINTR
 
 
 cdef extern from "<sys/epoll.h>" nogil:
@@ -40,6 +42,8 @@ cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
     cdef struct sockaddr:
         pass
+    cdef struct sockaddr_storage:
+        unsigned short ss_family
     enum:
         AF_INET
         AF_INET6
@@ -51,6 +55,7 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_NOSIGNAL
         SHUT_WR
     int socket(int domain, int type, int protocol)
+    int accept4(int fd, sockaddr* addr, socklen_t* length, int flags)
     int connect(int fd, const sockaddr* addr, socklen_t length)
     int setsockopt(int fd, int level, int name, const void* value, socklen_t length)
     int getsockopt(int fd, int level, int name, void* value, socklen_t* length)
@@ -71,10 +76,14 @@ cdef extern from "<netinet/in.h>" nogil:
     cdef struct sockaddr_in6:
         unsigned short sin6_family
         unsigned short sin6_port
+        unsigned int sin6_flowinfo
         in6_addr sin6_addr
+        unsigned int sin6_scope_id
     enum:
         IPPROTO_TCP
+        INET6_ADDRSTRLEN
     unsigned short htons(unsigned short value)
+    unsigned short ntohs(unsigned short value)
 
 
 cdef extern from "<netinet/tcp.h>" nogil:
@@ -84,6 +93,7 @@ cdef extern from "<netinet/tcp.h>" nogil:
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int family, const char* text, void* out)
+    const char* inet_ntop(int family, const void* address, char* text, socklen_t size)
 
 
 cdef extern from "<poll.h>" nogil:
@@ -267,3 +277,36 @@ cdef inline int shutdown_write(int fd) except -1:
 cdef inline int close_fd(int fd) except -1:
     _close(fd)
     return 0
+
+
+cdef inline object accept_peer(int fd):
+    cdef sockaddr_storage peer
+    cdef socklen_t length = sizeof(peer)
+    cdef sockaddr_in* v4
+    cdef sockaddr_in6* v6
+    cdef char text[INET6_ADDRSTRLEN + 1]
+    cdef int conn, code
+    cdef int one = 1
+    while True:
+        conn = accept4(fd, <sockaddr*>&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC)
+        if conn >= 0:
+            break
+        code = errno
+        if code == EINTR:
+            continue
+        if code == EAGAIN:
+            return None
+        raise OSError(code, strerror(code).decode())  # OSError picks the subclass by errno
+    setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+    if peer.ss_family == AF_INET:
+        v4 = <sockaddr_in*>&peer
+        inet_ntop(AF_INET, &v4.sin_addr, text, sizeof(text))
+        return conn, (PyUnicode_DecodeASCII(text, strlen(text), NULL), ntohs(v4.sin_port))
+    if peer.ss_family == AF_INET6:
+        v6 = <sockaddr_in6*>&peer
+        inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof(text))
+        return conn, (
+            PyUnicode_DecodeASCII(text, strlen(text), NULL), ntohs(v6.sin6_port), v6.sin6_flowinfo,
+            v6.sin6_scope_id,
+        )
+    return conn, ("", 0)

@@ -1,5 +1,6 @@
-"""The system calls of a passthrough relay's endpoint side (engine/endpoint_link.py): one epoll set, and
-non-blocking TCP sockets connected, read, written, shut down and closed by descriptor number.
+"""The system calls of the sockets the router reads and writes itself (engine/link_hub.py): one epoll set,
+and non-blocking TCP sockets accepted or connected, read, written, shut down and closed by descriptor
+number.
 
 This module is never compiled itself. Its `.pxd` holds C twins of these functions (inline functions that
 make the calls directly), and the compiled endpoint_link module cimports it, as splice_syscall does for
@@ -16,6 +17,9 @@ Results, in both:
   EINPROGRESS on a non-blocking socket: asked at once, the answer saves waiting for EPOLLOUT.
 - `recv_bytes` returns the bytes read, b"" at end of stream, None when nothing is there (EAGAIN).
 - `send_bytes` returns how many bytes of `data[offset:]` the kernel took, 0 when it took none (EAGAIN).
+- `accept_peer` returns `(descriptor, peer address)` for a connection accepted on the listening socket
+  (non-blocking, TCP_NODELAY set, the address as asyncio gives it: `(host, port)`, or for IPv6 `(host,
+  port, flowinfo, scope_id)`), None when none waits (EAGAIN), and raises OSError when accept(2) fails.
 - `epoll_poll` waits for nothing (timeout 0) and returns how many events it read, at most MAX_EVENTS; event
   `i` is `ready_fd(i)`, `ready_events(i)`, until the next call.
 """
@@ -106,6 +110,19 @@ def connected_now(fd: int) -> int:
     if code == 0:
         return 1
     raise OSError(code, os.strerror(code))
+
+
+def accept_peer(fd: int) -> tuple[int, tuple[object, ...]] | None:
+    listening = socket.socket(fileno=fd)
+    try:
+        conn, peer = listening.accept()
+    except BlockingIOError:
+        return None
+    finally:
+        listening.detach()
+    conn.setblocking(False)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn.detach(), tuple(peer)
 
 
 def socket_error(fd: int) -> int:
