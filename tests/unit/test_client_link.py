@@ -19,12 +19,14 @@ import pytest
 import uvloop
 
 from shiftroute.engine.client_link import WRITE_HIGH, ClientLink, HubServer
+from shiftroute.engine.link_hub import LinkProtocol
 
 DEADLINE = 10.0
 
 
-class Recorder:
-    """The protocol: records each call, and wakes the test on each."""
+class Recorder(LinkProtocol):
+    """The protocol: records each call, and wakes the test on each. A LinkProtocol, as a ClientLink's
+    protocol must be (compiled, its methods are then Python overrides of the base's C methods)."""
 
     def __init__(self, made: list[Recorder], keep_open_on_eof: bool = True) -> None:
         made.append(self)

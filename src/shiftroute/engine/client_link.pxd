@@ -9,12 +9,13 @@
 cimport cython
 
 from shiftroute.engine cimport sock_syscalls
-from shiftroute.engine.link_hub cimport HubMember, LinkHub
+from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol
 
 
 cdef class ClientLink(HubMember):
     cdef public LinkHub hub
-    cdef public object peer, protocol, _lost_exc
+    cdef public object peer, _lost_exc
+    cdef public LinkProtocol protocol  # the HTTPS listener (listeners.pxd): its methods are C calls
     cdef public HubServer server
     cdef public list _pending
     cdef public Py_ssize_t _pending_size, _high, _low

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shiftroute.engine import sock_syscalls
-from shiftroute.engine.link_hub import HubMember, LinkHub, hub_for
+from shiftroute.engine.link_hub import HubMember, LinkHub, LinkProtocol, hub_for
 
 log = logging.getLogger("shiftroute.engine")
 
@@ -51,7 +51,7 @@ _ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
 # accept(2) errors that say the process or system is out of something: wait, then accept again.
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-ProtocolFactory = Callable[[], Any]
+ProtocolFactory = Callable[[], LinkProtocol]
 
 
 def use_router_sockets() -> bool:
@@ -69,7 +69,7 @@ def describe() -> str:
 class ClientLink(HubMember):
     """An accepted connection as an asyncio transport (see the module docstring)."""
 
-    def __init__(self, hub: LinkHub, fd: int, peer: Any, protocol: Any, server: HubServer) -> None:
+    def __init__(self, hub: LinkHub, fd: int, peer: Any, protocol: LinkProtocol, server: HubServer) -> None:
         # HubMember's fields, set here: compiled, super().__init__ would be a Python-level call.
         self.fd = fd
         self._watched = 0
@@ -304,10 +304,10 @@ class ClientLink(HubMember):
         family = socket.AF_INET6 if len(self.peer) == 4 else socket.AF_INET
         return self.server.sockname_of(family, self.fd)
 
-    def get_protocol(self) -> Any:
+    def get_protocol(self) -> LinkProtocol:
         return self.protocol
 
-    def set_protocol(self, protocol: Any) -> None:
+    def set_protocol(self, protocol: LinkProtocol) -> None:
         self.protocol = protocol
 
     # -- the epoll set -------------------------------------------------------------------------------

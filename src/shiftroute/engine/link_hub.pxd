@@ -19,6 +19,15 @@ cdef class HubMember:
     cpdef report_lost(self)
 
 
+cdef class LinkProtocol:
+    cpdef connection_made(self, object transport)
+    cpdef data_received(self, bytes data)
+    cpdef bint eof_received(self) except -1
+    cpdef connection_lost(self, object exc)
+    cpdef pause_writing(self)
+    cpdef resume_writing(self)
+
+
 cdef class LinkHub:
     cdef public object loop
     cdef public int epfd

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from shiftroute.engine import sock_syscalls
 
@@ -41,6 +42,31 @@ class HubMember:
 
     def report_lost(self) -> None:
         """Called by the hub after the batch that closed this member (`LinkHub.defer_lost`)."""
+
+
+class LinkProtocol:
+    """The protocol of a connection on a socket of the router's own (engine/client_link.py): asyncio's
+    protocol methods, on a base type so that, compiled, the connection calls them in C (the HTTPS
+    listener, engine/listeners.py, derives from it; so does the HTTP one, which stays on the loop's
+    transports, and is called by the loop as any protocol is)."""
+
+    def connection_made(self, transport: Any) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Any) -> None:  # an Exception or None (Any: the .pxd's `object`)
+        pass
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
 
 
 class LinkHub:

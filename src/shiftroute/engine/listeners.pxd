@@ -10,11 +10,12 @@
 # `get_buffer`, for BufferedProtocol).
 from shiftroute.engine.context cimport RouterContext
 from shiftroute.engine.endpoint_link cimport RelayPeer
+from shiftroute.engine.link_hub cimport LinkProtocol
 from shiftroute.engine.outbox cimport Outbox
 from shiftroute.engine.tls cimport TlsLayer
 
 
-cdef class _ClientBase:
+cdef class _ClientBase(LinkProtocol):
     cdef public RouterContext ctx
     cdef public object transport, loop, session, peer_ip, local_port, sni
     cdef public Outbox outbox
@@ -24,6 +25,11 @@ cdef class _ClientBase:
     cdef object __weakref__  # a closed connection's release is tested through a weak reference
 
     cpdef _setup(self, RouterContext ctx)
+    # The protocol's methods (link_hub.pxd's LinkProtocol), overridden here and below.
+    cpdef connection_made(self, object transport)
+    cpdef connection_lost(self, object exc)
+    cpdef pause_writing(self)
+    cpdef resume_writing(self)
     cpdef bint _made(self, object transport) except -1
     cpdef int server_port(self) except -1
     cpdef _lost(self)
@@ -40,7 +46,9 @@ cdef class _ClientBase:
 
 
 cdef class HttpClientProtocol(_ClientBase):
-    pass
+    cpdef connection_made(self, object transport)
+    cpdef data_received(self, bytes data)
+    cpdef bint eof_received(self) except -1
 
 
 cdef class HttpsClientProtocol(_ClientBase):
@@ -49,6 +57,11 @@ cdef class HttpsClientProtocol(_ClientBase):
     cdef public TlsLayer _tls
 
     cpdef deadline_passed(self)
+    cpdef connection_made(self, object transport)
+    cpdef connection_lost(self, object exc)
+    cpdef data_received(self, bytes data)
+    cpdef bint eof_received(self) except -1
+    cpdef resume_writing(self)
     cpdef _hello_in(self, bytes data)
     cpdef _decrypt(self, bytes data)
     cpdef send_raw(self, bytes data)

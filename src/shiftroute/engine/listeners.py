@@ -9,6 +9,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine.context import RouterContext
+from shiftroute.engine.link_hub import LinkProtocol
 from shiftroute.engine.outbox import Outbox
 from shiftroute.engine.tls import TlsLayer
 from shiftroute.protocol import responses
@@ -48,12 +49,13 @@ def _new_passthrough(client: HttpsClientProtocol, backend: Backend, hello: bytes
     return _passthrough_type(client, backend, hello)
 
 
-class _ClientBase:
+class _ClientBase(LinkProtocol):
     """What both listeners share: the Downstream interface of HttpSession, limits and bookkeeping.
 
     An asyncio protocol by its methods, not by inheritance: compiled, the listeners are extension types
     (listeners.pxd), which cannot subclass asyncio.Protocol; uvloop and asyncio take any object with the
-    protocol's methods (router.py casts the factories for mypy)."""
+    protocol's methods (router.py casts the factories for mypy). A LinkProtocol (engine/link_hub.py), so
+    that a ClientLink (engine/client_link.py) calls the HTTPS listener's methods in C."""
 
     def __init__(self, ctx: RouterContext) -> None:
         self._setup(ctx)
@@ -115,7 +117,7 @@ class _ClientBase:
             self.local_port = int(local[1])
         return int(self.local_port)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def connection_lost(self, exc: Any) -> None:  # an Exception or None (Any: compiled, the .pxd's `object`)
         self._lost()
 
     def _lost(self) -> None:
@@ -281,7 +283,7 @@ class HttpsClientProtocol(_ClientBase):
         else:
             self.abort()  # no ClientHello or handshake in time
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def connection_lost(self, exc: Any) -> None:  # an Exception or None (Any: compiled, the .pxd's `object`)
         self.disarm()
         if self._passthrough is not None:
             self._passthrough.client_lost(exc)
@@ -406,6 +408,6 @@ class HttpsClientProtocol(_ClientBase):
         _ClientBase.finish(self)
 
     def resume_writing(self) -> None:
-        super().resume_writing()
+        _ClientBase.resume_writing(self)  # named, not super(): compiled, a cpdef method has no __class__ cell
         if self._passthrough is not None:
             self._passthrough.client_writable()
