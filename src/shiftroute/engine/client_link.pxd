@@ -12,6 +12,10 @@ from shiftroute.engine cimport sock_syscalls
 from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol
 
 
+# The event masks as C values (module objects, each test of an event made Python ints).
+cdef unsigned int _IN, _OUT, _ERR_HUP
+
+
 cdef class ClientLink(HubMember):
     cdef public LinkHub hub
     cdef public object peer, _lost_exc
@@ -63,5 +67,5 @@ cdef class HubServer:
     cdef public int _backlog
     cdef public bint serving, closed
 
-    @cython.locals(link=ClientLink)
+    @cython.locals(link=ClientLink, protocol=LinkProtocol)
     cpdef accepted(self, int fd, object peer)

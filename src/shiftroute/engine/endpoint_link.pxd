@@ -13,6 +13,10 @@ from shiftroute.engine cimport sock_syscalls
 from shiftroute.engine.link_hub cimport HubMember, LinkHub
 
 
+# The event masks as C values (module objects, each test of an event made Python ints).
+cdef unsigned int _IN, _OUT, _ERR_HUP
+
+
 cdef class RelayPeer:
     cpdef start(self)
     cpdef client_data(self, bytes data)

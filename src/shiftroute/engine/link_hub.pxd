@@ -28,6 +28,12 @@ cdef class LinkProtocol:
     cpdef resume_writing(self)
 
 
+cdef class LinkHub
+
+
+cpdef LinkHub hub_for(object loop)
+
+
 cdef class LinkHub:
     cdef public object loop
     cdef public int epfd

