@@ -132,7 +132,10 @@ def test_relays_both_ways_and_passes_half_closes_on() -> None:
     run(test)
 
 
-def test_a_refused_connect_is_reported_once() -> None:
+@pytest.mark.parametrize("first", [b"", b"client hello"], ids=["poll", "first-bytes"])
+def test_a_refused_connect_is_reported_once(first: bytes) -> None:
+    """Refused, whether the link asks with a zero-wait poll or learns it from sending its first bytes."""
+
     async def test() -> None:
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -141,7 +144,7 @@ def test_a_refused_connect_is_reported_once() -> None:
         peer = Peer()
         link = EndpointLink(peer, hub_for(asyncio.get_running_loop()))
         try:
-            started = link.connect("127.0.0.1", port)
+            started = link.connect("127.0.0.1", port, first)
         except ConnectionRefusedError:
             return  # refused within connect(2) itself: the caller sees the OSError at once
         assert started
@@ -149,6 +152,28 @@ def test_a_refused_connect_is_reported_once() -> None:
         await asyncio.sleep(0.05)
         assert len(peer.events) == 1 and isinstance(peer.events[0], ConnectionRefusedError)
         assert link.closed
+
+    run(test)
+
+
+def test_the_first_bytes_go_out_with_the_connect_and_before_later_writes() -> None:
+    """connect(..., first): the relay's ClientHello is sent by the connect itself (loopback: at once, which
+    also tells the link the connect has completed), then what the relay writes later follows it."""
+
+    async def test() -> None:
+        server, port, served = await _endpoint()
+        peer = Peer()
+        link = EndpointLink(peer, hub_for(asyncio.get_running_loop()))
+        assert link.connect("127.0.0.1", port, b"client hello") is True
+        await peer.until(lambda: "connected" in peer.events)
+        link.write(b", then more")
+        endpoint = await _served(served)
+        async with asyncio.timeout(DEADLINE):
+            while bytes(endpoint.received) != b"client hello, then more":
+                await asyncio.sleep(0.01)
+        assert peer.events == ["connected"]
+        link.close()
+        server.close()
 
     run(test)
 

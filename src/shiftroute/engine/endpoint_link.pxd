@@ -53,8 +53,8 @@ cdef class EndpointLink(RelayUpstream):
     cdef public list _pending
     cdef public Py_ssize_t _pending_size
 
-    @cython.locals(fd=int, done=int)
-    cpdef bint connect(self, str address, int port) except -1
+    @cython.locals(fd=int, done=int, sent=Py_ssize_t)
+    cpdef bint connect(self, str address, int port, bytes first=*) except -1
     @cython.locals(code=int)
     cpdef on_events(self, unsigned int events)
     cpdef _read(self)

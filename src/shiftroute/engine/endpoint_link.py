@@ -185,16 +185,28 @@ class EndpointLink(RelayUpstream):
         self._close_after_write = False
         self._shared = False  # the descriptor was handed out (fileno), and may have been duplicated
 
-    def connect(self, address: str, port: int) -> bool:
+    def connect(self, address: str, port: int, first: bytes = b"") -> bool:
         """Start connecting; False when `address` is not numeric (the caller uses create_connection).
         OSError when the connect fails at once. When it succeeds at once (loopback: the handshake completes
-        within connect(2)), `link_connected` is called before this returns."""
+        within connect(2)), `link_connected` is called before this returns.
+
+        `first`, the bytes to send first (a relay's ClientHello), is the link's from now on: sent at once,
+        or as soon as the connect completes. Sending it is also how the link learns whether the connect
+        has completed, in the same system call: the kernel takes the bytes (connected), says EAGAIN (still
+        connecting: nothing taken) or returns the connect's error. Without `first`, a zero-wait poll asks."""
         fd = sock_syscalls.tcp_connect(address, port)
         if fd < 0:
             return False
         self.fd = fd
         try:
-            done = sock_syscalls.connected_now(fd)
+            if first:
+                sent = sock_syscalls.send_bytes(fd, first, 0)
+                done = sent > 0
+                if sent < len(first):
+                    self._pending = [first[sent:] if sent else first]
+                    self._pending_size = len(first) - sent
+            else:
+                done = sock_syscalls.connected_now(fd) == 1
         except OSError:
             self._close_fd()
             raise
@@ -218,6 +230,10 @@ class EndpointLink(RelayUpstream):
                 self._close_fd()
                 self.peer.link_failed(OSError(code, os.strerror(code)))
                 return
+            if self._pending_size:
+                self._flush()  # the first bytes, which waited for the connect
+                if self.fd < 0:
+                    return  # reset at once: _flush has told the peer (relay_closed)
             self._rewatch()
             self.peer.link_connected(self)
             return

@@ -31,6 +31,7 @@ cdef class Passthrough(RelayPeer):
     cdef public RouterContext ctx
     cdef public object loop, backend, _tried, _connecting, _connect_waiting, _connect_server, _server
     cdef public list _buffer
+    cdef public bytes _hello
     cdef public RelayUpstream relay
     cdef public EndpointLink _connect_link
     cdef public SpliceRelay _splice

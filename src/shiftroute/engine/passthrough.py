@@ -47,7 +47,8 @@ class Passthrough(RelayPeer):
         self.loop = client.loop
         self.backend = backend
         self.relay: RelayUpstream | None = None
-        self._buffer = [hello]  # what the client sent before the endpoint accepted
+        self._hello = hello  # sent to each endpoint tried, first
+        self._buffer: list[bytes] = []  # what the client sent after it, before the endpoint accepted
         self._tried: frozenset[str] = frozenset()
         # The connect in progress: an EndpointLink connecting, or the loop's create_connection coroutine
         # (an endpoint named, not numeric) and the future it waits on.
@@ -100,7 +101,7 @@ class Passthrough(RelayPeer):
         client.arm(backend.timeouts.connect)  # the connect timeout: deadline_reached cancels the connect
         link = self._connect_link = EndpointLink(self, hub_for(self.loop))
         try:
-            numeric = link.connect(server.address, server.port)
+            numeric = link.connect(server.address, server.port, self._hello)  # the link sends the hello
         except OSError as exc:  # refused at once (no route to the address, no descriptors left)
             self._connect_link = None
             self._connected(None, exc)
@@ -203,6 +204,9 @@ class Passthrough(RelayPeer):
         state = self.ctx.registry.state(server)
         state.active += 1
         self._server = server
+        self._bytes_up += len(self._hello)
+        if not isinstance(relay, EndpointLink):
+            relay.write(self._hello)  # an EndpointLink has sent it already (EndpointLink.connect)
         for piece in self._buffer:
             self._bytes_up += len(piece)
             relay.write(piece)
