@@ -146,6 +146,27 @@ def test_bytes_both_ways_half_close_and_one_connection_lost() -> None:
     run(test)
 
 
+def test_bytes_and_the_end_that_came_together_are_all_read() -> None:
+    """Edge-triggered: 100 kB and the client's FIN are all in the socket before the first read, and raise
+    one event between them. Every byte is read, then the end, though a read shorter than asked for came
+    before it (the short read alone would have meant "empty")."""
+
+    async def test() -> None:
+        server, port, made = await _serving()
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"x" * 100_000)  # before the loop runs again: the server has read nothing yet
+        client.shutdown(socket.SHUT_WR)
+        conn = await _accepted(made)
+        await conn.until(lambda: "eof" in conn.events)
+        assert bytes(conn.data) == b"x" * 100_000
+        conn.transport.close()
+        await conn.until(lambda: bool(conn.lost))
+        client.close()
+        server.close()
+
+    run(test)
+
+
 def test_eof_received_false_closes_the_connection() -> None:
     async def test() -> None:
         server, port, made = await _serving(keep_open_on_eof=False)

@@ -13,7 +13,7 @@ from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
-cdef unsigned int _IN, _OUT, _ERR_HUP
+cdef unsigned int _IN, _OUT, _ERR_HUP, _ET, _RDHUP
 
 
 cdef class ClientLink(HubMember):
@@ -27,7 +27,8 @@ cdef class ClientLink(HubMember):
     cdef public bint _protocol_paused, _shared, _lost_reported
 
     cpdef on_events(self, unsigned int events)
-    cpdef _read(self)
+    @cython.locals(data=object)
+    cpdef _read(self, unsigned int events)
     cpdef _callback_failed(self, str name, object exc)
     @cython.locals(sent=Py_ssize_t)
     cpdef write(self, bytes data)
@@ -48,7 +49,7 @@ cdef class ClientLink(HubMember):
     cpdef report_lost(self)
     cpdef start(self)
     @cython.locals(events=cython.uint)
-    cpdef _rewatch(self)
+    cpdef _rewatch(self, bint rearm=*)
     @cython.locals(fd=int)
     cpdef _close_fd(self)
 

@@ -47,6 +47,8 @@ ACCEPT_PAUSE = 0.1  # after EMFILE and the like: seconds before accepting again 
 _IN = sock_syscalls.EPOLLIN
 _OUT = sock_syscalls.EPOLLOUT
 _ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
+_ET = sock_syscalls.EPOLLET
+_RDHUP = sock_syscalls.EPOLLRDHUP
 
 # accept(2) errors that say the process or system is out of something: wait, then accept again.
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -98,45 +100,48 @@ class ClientLink(HubMember):
     # -- events, from the hub ------------------------------------------------------------------------
 
     def on_events(self, events: int) -> None:
-        if events & _OUT and self._pending_size:
-            self._flush()
+        # Edge-triggered (see _rewatch): an event says something changed, once.
+        if events & (_OUT | _ERR_HUP) and self._pending_size:
+            self._flush()  # the bytes waiting, or the error a write meets
             if self.fd < 0:
                 return
-        if self._reading and not self._read_eof:
-            if events & _IN or events & _ERR_HUP:
-                self._read()  # the data, the EOF or the error
-        elif events & _ERR_HUP:
-            # Reported whatever is watched, on every poll while it lasts: with reading paused or done, the
-            # socket leaves the set until reading resumes or bytes wait to be written (a write then meets
-            # the error).
-            if self._pending_size:
-                self._flush()
-            elif self._watched:
-                self.hub.watch(self, 0)
+        if self._reading and not self._read_eof and events & (_IN | _RDHUP | _ERR_HUP):
+            self._read(events)  # the data, the EOF or the error
 
-    def _read(self) -> None:
-        try:
-            data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
-        except OSError as exc:
-            self._fail(exc)
-            return
-        if data is None:
-            return
-        if not data:
-            self._read_eof = True
-            self._rewatch()
+    def _read(self, events: int) -> None:
+        """Read until the socket is empty, the protocol pauses reading, or the connection ends:
+        edge-triggered, no event comes for what is already there.
+
+        Empty is a read shorter than asked for: what arrives after it raises a new event. Not so the end:
+        a FIN, reset or error already there when the event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has
+        raised its only event, so then reading goes on until recv(2) reports it."""
+        while True:
             try:
-                keep_open = self.protocol.eof_received()
-            except Exception as exc:
-                self._callback_failed("eof_received", exc)
+                data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
+            except OSError as exc:
+                self._fail(exc)
                 return
-            if not keep_open:
-                self.close()
-            return
-        try:
-            self.protocol.data_received(data)
-        except Exception as exc:
-            self._callback_failed("data_received", exc)
+            if data is None:
+                return
+            if not data:
+                self._read_eof = True  # no event follows (edge-triggered): nothing to take out of the set
+                try:
+                    keep_open = self.protocol.eof_received()
+                except Exception as exc:
+                    self._callback_failed("eof_received", exc)
+                    return
+                if not keep_open:
+                    self.close()
+                return
+            try:
+                self.protocol.data_received(data)
+            except Exception as exc:
+                self._callback_failed("data_received", exc)
+                return
+            if not self._reading or self.fd < 0:
+                return
+            if len(data) < READ_SIZE and not events & (_RDHUP | _ERR_HUP):
+                return
 
     def _callback_failed(self, name: str, exc: Exception) -> None:
         # As uvloop does: logged with the traceback, and this connection aborted.
@@ -232,7 +237,7 @@ class ClientLink(HubMember):
     def resume_reading(self) -> None:
         if not self._reading and not self._closing:
             self._reading = True
-            self._rewatch()
+            self._rewatch(True)  # re-armed: bytes that came while paused raise an event now
 
     def is_reading(self) -> bool:
         return self._reading and not self._closing
@@ -318,15 +323,24 @@ class ClientLink(HubMember):
         benchmark, so a read then was mostly a recv(2) for nothing.)"""
         self._rewatch()
 
-    def _rewatch(self) -> None:
+    def _rewatch(self, rearm: bool = False) -> None:
+        """Watch for what the connection waits for: input while reading, output while bytes wait.
+
+        Edge-triggered (EPOLLET), as nginx watches its sockets: an event when input arrives or the kernel
+        takes more output, not on every poll while a condition lasts. So an ended input (EOF) or an error
+        raises one event and the socket can stay in the set until it is closed (close(2) takes it out):
+        level-triggered, each needed an EPOLL_CTL_DEL (two per passthrough connection, both sides). Paused
+        with nothing to write, the socket leaves the set (a splice relay moving its bytes would otherwise
+        raise an event per piece); `rearm` (resume) re-adds or modifies it even when the events are the
+        same, and the kernel then raises an event at once for what came in meanwhile."""
         if self.fd < 0:
             return
         events = 0
-        if self._reading and not self._read_eof:
-            events |= _IN
+        if self._reading:
+            events = _IN | _RDHUP | _ET
         if self._pending_size:
-            events |= _OUT
-        if events != self._watched:
+            events |= _OUT | _ET
+        if events != self._watched or (rearm and events):
             self.hub.watch(self, events)
 
     def _close_fd(self) -> None:

@@ -14,7 +14,7 @@ from shiftroute.engine.link_hub cimport HubMember, LinkHub
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
-cdef unsigned int _IN, _OUT, _ERR_HUP
+cdef unsigned int _IN, _OUT, _ERR_HUP, _ET, _RDHUP
 
 
 cdef class RelayPeer:
@@ -57,7 +57,8 @@ cdef class EndpointLink(RelayUpstream):
     cpdef bint connect(self, str address, int port, bytes first=*) except -1
     @cython.locals(code=int)
     cpdef on_events(self, unsigned int events)
-    cpdef _read(self)
+    @cython.locals(data=object)
+    cpdef _read(self, unsigned int events)
     cpdef _lost(self)
     @cython.locals(sent=Py_ssize_t)
     cpdef write(self, bytes data)
@@ -72,7 +73,6 @@ cdef class EndpointLink(RelayUpstream):
     cpdef Py_ssize_t buffered(self) except -1
     cpdef int fileno(self) except -2
     @cython.locals(events=cython.uint)
-    cpdef _rewatch(self)
-    cpdef _unwatch(self)
+    cpdef _rewatch(self, bint rearm=*)
     @cython.locals(fd=int)
     cpdef _close_fd(self)

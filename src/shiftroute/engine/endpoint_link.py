@@ -38,6 +38,8 @@ READ_SIZE = 65536  # per read, as the loop's transports read
 _IN = sock_syscalls.EPOLLIN
 _OUT = sock_syscalls.EPOLLOUT
 _ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
+_ET = sock_syscalls.EPOLLET
+_RDHUP = sock_syscalls.EPOLLRDHUP
 
 
 class RelayPeer:
@@ -237,33 +239,38 @@ class EndpointLink(RelayUpstream):
             self._rewatch()
             self.peer.link_connected(self)
             return
-        if events & _OUT and self._pending_size:
-            self._flush()
+        # Edge-triggered (see _rewatch): an event says something changed, once.
+        if events & (_OUT | _ERR_HUP) and self._pending_size:
+            self._flush()  # the bytes waiting, or the error a write meets
             if self.fd < 0:
                 return
-        if self._reading and not self.eof:
-            if events & _IN or events & _ERR_HUP:
-                self._read()  # the data, the EOF or the error
-        elif events & _ERR_HUP:
-            # An error or hang-up is reported whatever is watched, on every poll while it lasts: with
-            # reading paused or done, the socket leaves the set until reading resumes or bytes wait to
-            # be written (a write then meets the error).
-            self._unwatch()
+        if self._reading and not self.eof and events & (_IN | _RDHUP | _ERR_HUP):
+            self._read(events)  # the data, the EOF or the error
 
-    def _read(self) -> None:
-        try:
-            data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
-        except OSError:
-            self._lost()
-            return
-        if data is None:
-            return
-        if not data:
-            self.eof = True
-            self._rewatch()
-            self.peer.relay_eof()
-            return
-        self.peer.relay_data(data)
+    def _read(self, events: int) -> None:
+        """Read until the socket is empty, the peer pauses reading, or the connection ends:
+        edge-triggered, no event comes for what is already there.
+
+        Empty is a read shorter than asked for: what arrives after it raises a new event. Not so the end:
+        a FIN, reset or error already there when the event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has
+        raised its only event, so then reading goes on until recv(2) reports it."""
+        while True:
+            try:
+                data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
+            except OSError:
+                self._lost()
+                return
+            if data is None:
+                return
+            if not data:
+                self.eof = True  # no event follows (edge-triggered): nothing to take out of the set
+                self.peer.relay_eof()
+                return
+            self.peer.relay_data(data)
+            if not self._reading or self.fd < 0:
+                return
+            if len(data) < READ_SIZE and not events & (_RDHUP | _ERR_HUP):
+                return
 
     def _lost(self) -> None:
         """A read or write failed (the endpoint reset the connection): close, and tell the peer."""
@@ -351,7 +358,7 @@ class EndpointLink(RelayUpstream):
     def resume_reading(self) -> None:
         if not self._reading and not self._close_after_write:
             self._reading = True
-            self._rewatch()
+            self._rewatch(True)  # re-armed: bytes that came while paused raise an event now
 
     def buffered(self) -> int:
         return self._pending_size
@@ -362,20 +369,17 @@ class EndpointLink(RelayUpstream):
 
     # -- the epoll set -----------------------------------------------------------------------------------
 
-    def _rewatch(self) -> None:
+    def _rewatch(self, rearm: bool = False) -> None:
+        """Edge-triggered, as the client side (client_link.ClientLink._rewatch says why and how)."""
         if self.fd < 0 or self.connecting:
             return
         events = 0
-        if self._reading and not self.eof:
-            events |= _IN
+        if self._reading:
+            events = _IN | _RDHUP | _ET
         if self._pending_size:
-            events |= _OUT
-        if events != self._watched:
+            events |= _OUT | _ET
+        if events != self._watched or (rearm and events):
             self.hub.watch(self, events)
-
-    def _unwatch(self) -> None:
-        if self._watched:
-            self.hub.watch(self, 0)
 
     def _close_fd(self) -> None:
         fd = self.fd

@@ -36,6 +36,8 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
+EPOLLET = select.EPOLLET
+EPOLLRDHUP = select.EPOLLRDHUP
 
 _epolls: dict[int, select.epoll] = {}
 _ready: list[tuple[int, int]] = []
