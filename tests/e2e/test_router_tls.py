@@ -97,6 +97,8 @@ def test_request_path_builds_serve_reencrypt_and_edge(
         assert "TLS records: OpenSSL called directly" in router.log()  # engine/tls_direct.pxd
     # Both builds replace uvloop's transport dictionary (engine/transports.py).
     assert "transport map: a weak dict in C (uvloop's WeakValueDictionary replaced)" in router.log()
+    # Both builds serve HTTPS on the router's own sockets (engine/client_link.py).
+    assert "https connections: the router's own sockets" in router.log()
     assert "garbage collector thresholds (20000, 20, 20)" in router.log()
     with Backend(tls=_server_context(crt, key)) as secure, Backend() as plain:
         service(cli, "web", 443, secure.address)
@@ -112,6 +114,38 @@ def test_request_path_builds_serve_reencrypt_and_edge(
             assert seen.header("X-Forwarded-Proto") == "https"
         assert secure.received[-1].tls and secure.received[-1].sni == "web.default.svc"
         assert not plain.received[-1].tls
+
+
+def test_https_on_the_loop_s_own_server_serves_every_termination(
+    cli: Cli, start_router, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """SHIFTROUTE_HTTPS_SOCKETS=loop (serve --help): HTTPS on uvloop's server and transports instead of the
+    router's own sockets, with the same behaviour for reencrypt, edge and passthrough; the log says so."""
+    certs = tmp_path / "pki"
+    ca, crt, key = _pki(cli, certs, "web", "DNS:web.default.svc")
+    router = start_router("--service-ca", str(ca), env={"SHIFTROUTE_HTTPS_SOCKETS": "loop"})
+    assert "https connections: the event loop's server and transports (SHIFTROUTE_HTTPS_SOCKETS=loop)" in (
+        router.log()
+    )
+    relayed = _CountUntilEof()
+    with Backend(tls=_server_context(crt, key)) as secure, Backend() as plain:
+        service(cli, "web", 443, secure.address)
+        service(cli, "plain", 8080, plain.address)
+        _route(cli, "reencrypt", "web", "re.example.com")
+        _route(cli, "edge", "plain", "edge.example.com")
+        hello = _passthrough_route(cli, relayed.port)
+        assert wait_serving(router.https, "re.example.com", tls=True).body == b"Hello"
+        assert wait_serving(router.https, "edge.example.com", tls=True).body == b"Hello"
+        assert secure.received[-1].header("X-Forwarded-For") == "127.0.0.1"
+        assert plain.received[-1].header("X-Forwarded-Proto") == "https"
+    with socket.create_connection(("127.0.0.1", router.https), timeout=15) as sock:
+        sock.sendall(hello + b"after the hello")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer == b"got %d bytes" % (len(hello) + len(b"after the hello"))
+    assert relayed.got == hello + b"after the hello"
 
 
 def test_reencrypt_without_any_way_to_verify_is_not_admitted(cli: Cli, router: RouterProcess) -> None:

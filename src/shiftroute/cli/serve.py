@@ -187,7 +187,9 @@ def serve(ctx: Context, **opts: object) -> None:
     Environment: SHIFTROUTE_PURE_PYTHON=1 runs the Python sources of the request path even when its
     compiled build is installed (the log says which runs); SHIFTROUTE_SPLICE=0 keeps passthrough relays
     in the event loop instead of splice(2); SHIFTROUTE_UVLOOP_TRANSPORTS=keep leaves uvloop's own
-    transport registry in place (the router replaces it with a cheaper one; the log says which); glibc's
+    transport registry in place (the router replaces it with a cheaper one; the log says which);
+    SHIFTROUTE_HTTPS_SOCKETS=loop serves HTTPS on the event loop's own server and transports instead of
+    the router's own sockets (the log says which: "https connections: ..."); glibc's
     MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ replace the malloc thresholds the router sets itself
     (4 MiB / 16 MiB, logged at start).
     """
