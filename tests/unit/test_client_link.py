@@ -351,6 +351,34 @@ def test_bind_error_names_the_address_and_leaves_nothing_bound() -> None:
     run(test)
 
 
+def test_a_family_the_kernel_lacks_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As create_server: an address whose family cannot be made (IPv6 disabled at boot) is skipped, and the
+    others are bound; with none left, the error says so. Mocked: getaddrinfo's answer (a kernel without
+    IPv6 cannot be had here); family 255 exists nowhere, so socket() refuses it for real."""
+    real = socket.getaddrinfo
+
+    def with_unknown_family(*args: Any, **kwargs: Any) -> list[Any]:
+        answer = real(*args, **kwargs)
+        return [(255, socket.SOCK_STREAM, 0, "", ("::", 0)), *answer]
+
+    async def test() -> None:
+        monkeypatch.setattr(socket, "getaddrinfo", with_unknown_family)
+        server = HubServer(asyncio.get_running_loop(), lambda: Recorder([]))
+        server.bind("127.0.0.1", 0, 100)
+        assert [sock.family for sock in server.sockets] == [socket.AF_INET]
+        server.close()
+        monkeypatch.setattr(
+            socket, "getaddrinfo", lambda *a, **k: [(255, socket.SOCK_STREAM, 0, "", ("::", 0))]
+        )
+        lonely = HubServer(asyncio.get_running_loop(), lambda: Recorder([]))
+        with pytest.raises(OSError) as raised:
+            lonely.bind(None, 0, 100)
+        assert raised.value.errno == errno.EAFNOSUPPORT
+        assert "no socket could be made for *:0" in str(raised.value)
+
+    run(test)
+
+
 def test_out_of_descriptors_pauses_accepting_then_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     """accept(2) fails with EMFILE while every descriptor the limit allows is taken: the server logs it,
     stops accepting for a moment (no busy loop), and accepts the waiting connection once descriptors are

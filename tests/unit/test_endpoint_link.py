@@ -6,6 +6,7 @@ sock_syscalls.pxd's C calls; sources: sock_syscalls.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -176,6 +177,38 @@ def test_the_first_bytes_go_out_with_the_connect_and_before_later_writes() -> No
         server.close()
 
     run(test)
+
+
+class FailingPeer(Peer):
+    """A peer whose code raises on the first piece it is given (a bug, say)."""
+
+    def relay_data(self, data: bytes) -> None:
+        raise RuntimeError("this peer fails on purpose")
+
+
+def test_a_peer_that_raises_costs_only_its_own_link(caplog: pytest.LogCaptureFixture) -> None:
+    """LinkHub: an exception from one link's events is logged and that link closed, its peer told
+    (relay_closed); the other links of the batch still get their events (edge-triggered, they would not
+    come again)."""
+
+    async def test() -> None:
+        server, port, served = await _endpoint()
+        bad_peer, good_peer = FailingPeer(), Peer()
+        bad = await _connected(bad_peer, port)
+        good = await _connected(good_peer, port)
+        bad_end, good_end = await _served(served, 1), await _served(served, 2)
+        assert bad_end.transport is not None and good_end.transport is not None
+        bad_end.transport.write(b"boom")
+        good_end.transport.write(b"fine")
+        await bad_peer.until(lambda: "closed" in bad_peer.events)
+        await good_peer.until(lambda: bytes(good_peer.data) == b"fine")
+        assert bad.closed and not good.closed
+        good.close()
+        server.close()
+
+    with caplog.at_level(logging.ERROR, "shiftroute.engine"):
+        run(test)
+    assert "handling the events of" in caplog.text and "this peer fails on purpose" in caplog.text
 
 
 def test_a_name_is_left_to_the_loop_and_a_bad_port_fails_at_once() -> None:

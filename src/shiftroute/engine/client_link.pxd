@@ -46,6 +46,7 @@ cdef class ClientLink(HubMember):
     cpdef close(self)
     cpdef abort(self)
     cpdef _fail(self, object exc)
+    cpdef fail(self, object exc)
     cpdef report_lost(self)
     cpdef start(self)
     @cython.locals(events=cython.uint)

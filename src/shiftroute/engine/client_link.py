@@ -270,6 +270,10 @@ class ClientLink(HubMember):
 
     def _fail(self, exc: OSError) -> None:
         """A read or write failed (the client reset the connection): close; connection_lost(exc) follows."""
+        self.fail(exc)
+
+    def fail(self, exc: Exception) -> None:
+        """The hub's handling of this connection's events raised: close; connection_lost(exc) follows."""
         if self.fd < 0:
             return
         self._closing = True
@@ -411,7 +415,10 @@ class HubServer:
                 if (family, address) in done:
                     continue
                 done.add((family, address))
-                sock = socket.socket(family, kind, proto)
+                try:
+                    sock = socket.socket(family, kind, proto)
+                except OSError:
+                    continue  # a family the kernel does not have (IPv6 disabled): as create_server does
                 self.sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -426,6 +433,8 @@ class HubServer:
                 sock.setblocking(False)
                 if address[0] not in ("0.0.0.0", "::"):
                     self._locals[family] = sock.getsockname()  # else asked per connection (sockname_of)
+            if not self.sockets:
+                raise OSError(errno.EAFNOSUPPORT, f"no socket could be made for {host or '*'}:{port}")
         except BaseException:
             for sock in self.sockets:
                 sock.close()
@@ -497,9 +506,9 @@ class HubServer:
             self._resume.cancel()
             self._resume = None
         for listening in self._listening:
-            if listening._watched:
-                self.hub.forget(listening.fd, True)
-                listening._watched = 0
+            # Forgotten even when not watched (paused by out_of_resources): its number may be reused.
+            self.hub.forget(listening.fd, listening._watched != 0)
+            listening._watched = 0
         self._listening = []
         for sock in self.sockets:
             sock.close()

@@ -60,6 +60,9 @@ cdef class EndpointLink(RelayUpstream):
     @cython.locals(data=object)
     cpdef _read(self, unsigned int events)
     cpdef _lost(self)
+    @cython.locals(sent=Py_ssize_t, data=bytes)
+    cpdef bint _send_first(self) except -1
+    cpdef fail(self, object exc)
     @cython.locals(sent=Py_ssize_t)
     cpdef write(self, bytes data)
     @cython.locals(sent=Py_ssize_t, data=bytes)

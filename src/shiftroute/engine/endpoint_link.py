@@ -232,10 +232,8 @@ class EndpointLink(RelayUpstream):
                 self._close_fd()
                 self.peer.link_failed(OSError(code, os.strerror(code)))
                 return
-            if self._pending_size:
-                self._flush()  # the first bytes, which waited for the connect
-                if self.fd < 0:
-                    return  # reset at once: _flush has told the peer (relay_closed)
+            if self._pending_size and not self._send_first():
+                return
             self._rewatch()
             self.peer.link_connected(self)
             return
@@ -272,10 +270,31 @@ class EndpointLink(RelayUpstream):
             if len(data) < READ_SIZE and not events & (_RDHUP | _ERR_HUP):
                 return
 
+    def _send_first(self) -> bool:
+        """The connect has completed: send the first bytes, which waited for it (connect's `first`). A
+        failure now is the connect's (the endpoint accepted, then reset): link_failed, so the peer counts
+        it, logs it and tries another endpoint, as for a refused connect. False then."""
+        data = self._pending[0]
+        try:
+            sent = sock_syscalls.send_bytes(self.fd, data, 0)
+        except OSError as exc:
+            self._close_fd()
+            self.peer.link_failed(exc)
+            return False
+        self._pending_size = len(data) - sent
+        self._pending = [data[sent:]] if self._pending_size else []
+        return True
+
     def _lost(self) -> None:
         """A read or write failed (the endpoint reset the connection): close, and tell the peer."""
         self._close_fd()
         self.peer.relay_closed()
+
+    def fail(self, exc: Exception) -> None:
+        """The hub's handling of this link's events raised (the peer's code, say): close, and tell the
+        peer, whose client would otherwise wait for its idle timeout."""
+        if self.fd >= 0:
+            self._lost()
 
     # -- writing -----------------------------------------------------------------------------------------
 

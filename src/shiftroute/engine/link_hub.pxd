@@ -16,6 +16,7 @@ cdef class HubMember:
 
     cpdef on_events(self, unsigned int events)
     cpdef abort(self)
+    cpdef fail(self, object exc)
     cpdef report_lost(self)
 
 
@@ -46,6 +47,7 @@ cdef class LinkHub:
     cpdef watch(self, HubMember member, unsigned int events)
     cpdef forget(self, int fd, bint remove)
     cpdef defer_lost(self, HubMember member)
+    cpdef _member_failed(self, HubMember member, object exc)
     @cython.locals(member=HubMember)
     cpdef _report_lost(self)
     @cython.locals(count=int, i=int, fd=int, link=HubMember)

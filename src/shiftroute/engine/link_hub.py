@@ -40,6 +40,11 @@ class HubMember:
     def abort(self) -> None:
         pass
 
+    def fail(self, exc: Exception) -> None:
+        """Handling this member's events raised `exc` (LinkHub._ready logged it): end it, and tell whoever
+        relies on it. The base aborts."""
+        self.abort()
+
     def report_lost(self) -> None:
         """Called by the hub after the batch that closed this member (`LinkHub.defer_lost`)."""
 
@@ -128,7 +133,12 @@ class LinkHub:
                     fd = sock_syscalls.ready_fd(i)
                     link = self.links.get(fd)
                     if link is not None and not (self._stale and fd in self._stale):
-                        link.on_events(sock_syscalls.ready_events(i))
+                        try:
+                            link.on_events(sock_syscalls.ready_events(i))
+                        except Exception as exc:
+                            # One member's failure must not cost the rest of the batch its events: they
+                            # were taken from the kernel, and edge-triggered they do not come again.
+                            self._member_failed(link, exc)
             finally:
                 self._dispatching = False
                 self._stale.clear()
@@ -136,6 +146,13 @@ class LinkHub:
                 self._report_lost()
             if count < sock_syscalls.MAX_EVENTS:
                 return
+
+    def _member_failed(self, member: HubMember, exc: Exception) -> None:
+        log.error("handling the events of %r failed; it is closed", member, exc_info=exc)
+        try:
+            member.fail(exc)
+        except Exception:
+            log.exception("closing %r after a failure failed too", member)
 
     def close(self) -> None:
         """Abort every member and close the set (the loop is closing)."""

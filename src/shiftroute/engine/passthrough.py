@@ -357,9 +357,13 @@ class Passthrough(RelayPeer):
         client_sock, upstream_fd = client.get_extra_info("socket"), relay.fileno()
         if client_sock is None or upstream_fd < 0:
             return False
+        try:
+            spliced = splice.SpliceRelay(self.loop, client_sock.fileno(), upstream_fd, self._splice_done)
+        except OSError:
+            return False  # no descriptors for the pipes and duplicates: the relay goes on as it is
         self.client.pause_reading()
         relay.pause_reading()
-        self._splice = splice.SpliceRelay(self.loop, client_sock.fileno(), upstream_fd, self._splice_done)
+        self._splice = spliced
         return True
 
     def _splice_done(self, error: bool) -> None:
