@@ -45,7 +45,6 @@ cdef class ClientLink(HubMember):
     cpdef bint is_closing(self)
     cpdef close(self)
     cpdef abort(self)
-    cpdef _fail(self, object exc)
     cpdef fail(self, object exc)
     cpdef report_lost(self)
     cpdef start(self)

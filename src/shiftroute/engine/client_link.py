@@ -119,7 +119,7 @@ class ClientLink(HubMember):
             try:
                 data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
             except OSError as exc:
-                self._fail(exc)
+                self.fail(exc)
                 return
             if data is None:
                 return
@@ -160,7 +160,7 @@ class ClientLink(HubMember):
             try:
                 sent = sock_syscalls.send_bytes(self.fd, data, 0)
             except OSError as exc:
-                self._fail(exc)
+                self.fail(exc)
                 return
             if sent == len(data):
                 return
@@ -182,7 +182,7 @@ class ClientLink(HubMember):
         try:
             sent = sock_syscalls.send_bytes(self.fd, data, 0)
         except OSError as exc:
-            self._fail(exc)
+            self.fail(exc)
             return
         self._pending_size = len(data) - sent
         self._pending = [data[sent:]] if self._pending_size else []
@@ -268,12 +268,9 @@ class ClientLink(HubMember):
         self._close_fd()
         self.hub.defer_lost(self)
 
-    def _fail(self, exc: OSError) -> None:
-        """A read or write failed (the client reset the connection): close; connection_lost(exc) follows."""
-        self.fail(exc)
-
     def fail(self, exc: Exception) -> None:
-        """The hub's handling of this connection's events raised: close; connection_lost(exc) follows."""
+        """A read or write failed (the client reset the connection), or the hub's handling of this
+        connection's events raised: close; connection_lost(exc) follows."""
         if self.fd < 0:
             return
         self._closing = True
@@ -512,6 +509,3 @@ class HubServer:
         self._listening = []
         for sock in self.sockets:
             sock.close()
-
-    async def wait_closed(self) -> None:
-        return None

@@ -154,13 +154,6 @@ class LinkHub:
         except Exception:
             log.exception("closing %r after a failure failed too", member)
 
-    def close(self) -> None:
-        """Abort every member and close the set (the loop is closing)."""
-        self.loop.remove_reader(self.epfd)
-        for link in list(self.links.values()):
-            link.abort()
-        sock_syscalls.epoll_close(self.epfd)
-
 
 _hubs: dict[asyncio.AbstractEventLoop, LinkHub] = {}
 

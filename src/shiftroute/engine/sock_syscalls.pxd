@@ -86,6 +86,7 @@ cdef extern from "<netinet/in.h>" nogil:
         INET6_ADDRSTRLEN
     unsigned short htons(unsigned short value)
     unsigned short ntohs(unsigned short value)
+    unsigned int ntohl(unsigned int value)
 
 
 cdef extern from "<netinet/tcp.h>" nogil:
@@ -329,7 +330,7 @@ cdef inline object accept_peer(int fd):
         v6 = <sockaddr_in6*>&peer
         inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof(text))
         return conn, (
-            PyUnicode_DecodeASCII(text, strlen(text), NULL), ntohs(v6.sin6_port), v6.sin6_flowinfo,
+            PyUnicode_DecodeASCII(text, strlen(text), NULL), ntohs(v6.sin6_port), ntohl(v6.sin6_flowinfo),
             v6.sin6_scope_id,
         )
     return conn, ("", 0)
