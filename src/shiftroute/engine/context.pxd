@@ -1,3 +1,6 @@
+# (context.py carries `annotation_typing=False`: its annotations name `int` and `str`, which Cython would
+# read as types that conflict with the declarations below.)
+#
 # Cython declarations for context.py, read when setup.py compiles it (ignored by Python): RouterContext
 # becomes an extension type whose attributes live in the object's C struct, and its registry and pool are
 # typed, so the sessions (which cimport it: session_base.pxd) reach `ctx.pool`, `ctx.registry` and their
@@ -18,3 +21,7 @@ cdef class RouterContext:
     cdef public Pool pool
     cdef public WriteBatch writes
     cdef public bint access_log_enabled, draining
+
+    # Called once per passthrough connection (engine/passthrough.py): a C call from there.
+    cpdef log_tunnel(self, Backend backend, object endpoint, object sni, object up, object down, double started,
+                     object client)

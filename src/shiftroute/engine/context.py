@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """What every connection of one router process shares: the table holder, endpoint state, the upstream
 pool, limits, counters and the access log."""
 

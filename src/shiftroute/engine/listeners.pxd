@@ -8,6 +8,8 @@
 # An extension type cannot subclass asyncio.Protocol (a Python class): the listeners do not, in either
 # build. uvloop and asyncio take any object with the protocol's methods (uvloop only asks whether it has
 # `get_buffer`, for BufferedProtocol).
+from shiftroute.engine cimport clock
+from shiftroute.engine.client_link cimport ClientLink
 from shiftroute.engine.context cimport RouterContext
 from shiftroute.engine.endpoint_link cimport RelayPeer
 from shiftroute.engine.link_hub cimport LinkProtocol
@@ -19,6 +21,7 @@ cdef class _ClientBase(LinkProtocol):
     cdef public RouterContext ctx
     cdef public object transport, loop, session, peer_ip, local_port, sni
     cdef public Outbox outbox
+    cdef public ClientLink link
     cdef public bint secure, writing_paused, _reading_paused, closed, lingering, peer_eof
     cdef public double deadline
     cdef public Py_ssize_t _deadline_slot
@@ -38,7 +41,12 @@ cdef class _ClientBase(LinkProtocol):
     cpdef finish(self)
     cpdef abort(self)
     cpdef flush(self)
+    cpdef Outbox _outbox(self)
     cpdef send(self, bytes data)
+    cpdef write_now(self, bytes data)
+    cpdef write_eof_now(self)
+    cpdef bint transport_closing(self) except -1
+    cpdef close_transport(self)
     cpdef arm(self, double seconds)
     cpdef arm_from(self, double now, double seconds)
     cpdef disarm(self)

@@ -8,6 +8,8 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, Any, cast
 
+from shiftroute.engine import clock
+from shiftroute.engine.client_link import ClientLink
 from shiftroute.engine.context import RouterContext
 from shiftroute.engine.link_hub import LinkProtocol
 from shiftroute.engine.outbox import Outbox
@@ -66,8 +68,14 @@ class _ClientBase(LinkProtocol):
         self.ctx = ctx
         self.secure = False  # an instance attribute (in the C struct when compiled), set by the HTTPS one
         self.transport: asyncio.Transport | None = None
+        # The transport again when it is the router's own (engine/client_link.py, the HTTPS default),
+        # else None. Typed (listeners.pxd), so the calls that each connection makes on it (write, EOF,
+        # close, reading paused) are C calls; the transport's are Python method calls (a lookup by name
+        # through its type), about 0.3k instructions each.
+        self.link: ClientLink | None = None
         # Every write to the client goes through it (engine/outbox.py), and it is flushed before the
-        # transport is closed, aborted or half-closed.
+        # transport is closed, aborted or half-closed. Made by the first write (_outbox): a passthrough
+        # relay writes to the transport directly and never needs one.
         self.outbox: Outbox | None = None
         # Kept, and taken from the context when the router put its loop there: asyncio.get_running_loop()
         # makes a getpid() system call each time (CPython 3.11), and the relay asks for the time on every
@@ -93,16 +101,22 @@ class _ClientBase(LinkProtocol):
         """connection_made of both listeners (they call it in C, where `super().connection_made` made a
         super object and looked the method up): False when the connection was refused."""
         self.transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
-        self.outbox = Outbox(self.transport, self.loop, self.ctx.writes)
-        # uvloop reads both addresses when it makes the transport: a lookup, not a system call. The local
-        # port is converted only when a request needs it (server_port).
-        peer = transport.get_extra_info("peername") or ("", 0)
+        # The local port is converted only when a request needs it (server_port).
+        peer: Any
+        if isinstance(transport, ClientLink):  # compiled, a C type check
+            link = self.link = transport
+            peer = link.peer  # from accept4 (engine/sock_syscalls.py)
+        else:
+            # uvloop reads both addresses when it makes the transport: a lookup, not a system call.
+            peer = transport.get_extra_info("peername")
+        if peer is None:
+            peer = ("", 0)
         self.peer_ip = str(peer[0])
         counters = self.ctx.counters
         if len(self.ctx.connections) >= self.ctx.limits.max_connections:
             # hardening.md rule 15: above the limit new connections are refused; open ones keep working.
             counters.connections_refused += 1
-            self.transport.abort()
+            self.abort()
             return False
         self.ctx.connections.add(self)
         counters.connections_total += 1
@@ -145,29 +159,45 @@ class _ClientBase(LinkProtocol):
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = True
-            self.transport.pause_reading()
+            link = self.link
+            if link is not None:
+                link.pause_reading()
+            else:
+                self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = False
-            self.transport.resume_reading()
+            link = self.link
+            if link is not None:
+                link.resume_reading()
+            else:
+                self.transport.resume_reading()
 
     def finish(self) -> None:
         """Close after what was written has been sent, in stages (RFC 9112 §9.6): stop writing, then keep
         reading and discarding for up to the fin timeout, so a client with unread request bytes in flight
         gets our last response rather than a TCP reset that can destroy it."""
-        transport = self.transport
-        if transport is None or transport.is_closing() or self.closed or self.lingering:
+        if self.closed or self.lingering or self.transport_closing():
             return
         self.flush()
-        if self.peer_eof or not transport.can_write_eof():
-            # Nothing can arrive any more that a reset could destroy: close now (after what is buffered
-            # has been written), as HAProxy does once both sides are done, rather than hold the socket
-            # for the fin timeout.
-            transport.close()
-            return
-        self.lingering = True
-        transport.write_eof()
+        link, transport = self.link, self.transport
+        if link is not None:
+            if self.peer_eof:
+                link.close()  # as below
+                return
+            self.lingering = True
+            link.write_eof()
+        else:
+            assert transport is not None  # not closing
+            if self.peer_eof or not transport.can_write_eof():
+                # Nothing can arrive any more that a reset could destroy: close now (after what is
+                # buffered has been written), as HAProxy does once both sides are done, rather than hold
+                # the socket for the fin timeout.
+                transport.close()
+                return
+            self.lingering = True
+            transport.write_eof()
         self.resume_reading()
         self.arm(self.ctx.limits.client_fin_timeout)
 
@@ -179,10 +209,10 @@ class _ClientBase(LinkProtocol):
         router's deadlines (engine/deadlines.py) serves them all: it is moved only when the deadline
         comes earlier (a later one is found when it fires), so a short connection adds one entry and a
         relayed piece costs only a clock read."""
-        self.arm_from(self.loop.time(), seconds)
+        self.arm_from(clock.monotonic(), seconds)
 
     def arm_from(self, now: float, seconds: float) -> None:
-        """`arm`, for a caller that has just read the loop's time (`now`): one clock read saved."""
+        """`arm`, for a caller that has just read the clock (`now`, engine/clock.py): one read saved."""
         self.deadline = deadline = now + seconds
         self._deadline_slot = self.ctx.deadlines.move(self, self._deadline_slot, deadline)
 
@@ -196,7 +226,7 @@ class _ClientBase(LinkProtocol):
         self._deadline_slot = 0
         if self.closed:
             return
-        if self.loop.time() < self.deadline:
+        if clock.monotonic() < self.deadline:
             self._deadline_slot = self.ctx.deadlines.add(self, self.deadline)  # moved later meanwhile
             return
         self.deadline_passed()
@@ -206,29 +236,79 @@ class _ClientBase(LinkProtocol):
             self._close_now()  # the fin timeout: the client did not close in time
 
     def _close_now(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if not self.transport_closing():
             self.flush()
-            self.transport.close()
+            self.close_transport()
 
     def abort(self) -> None:
         if self.transport is not None:
             # What was sent before reaches the socket first, as it did when every write went out at once
             # (an error response followed by an abort).
             self.flush()
-            self.transport.abort()
+            link = self.link
+            if link is not None:
+                link.abort()
+            else:
+                self.transport.abort()
 
     def flush(self) -> None:
         """Hand what this iteration wrote to the transport now (engine/outbox.py)."""
         if self.outbox is not None:
             self.outbox.flush()
 
+    def _outbox(self) -> Outbox | None:
+        """The connection's outbox, made on first use; None before connection_made."""
+        outbox = self.outbox
+        if outbox is None and self.transport is not None:
+            outbox = self.outbox = Outbox(self.transport, self.loop, self.ctx.writes)
+        return outbox
+
     def send(self, data: bytes) -> None:
         """To the client as it is (the HTTP listener; the HTTPS one encrypts first). Defined here, on the
         type the session holds, so that the session's call is a C call when compiled. Nothing is sent
         once the connection has half-closed (finish): a late 408 from the session's timer, say."""
-        outbox = self.outbox
-        if outbox is not None and not self.closed and not self.lingering:
-            outbox.write(data)
+        if not self.closed and not self.lingering:
+            outbox = self._outbox()
+            if outbox is not None:
+                outbox.write(data)
+
+    # -- the transport, without the outbox (the passthrough relay) ----------------------------------
+
+    def write_now(self, data: bytes) -> None:
+        """Write to the transport at once (what the passthrough relay moves: not batched, see
+        engine/outbox.py). Nothing once the connection is lost."""
+        if self.closed:
+            return
+        link = self.link
+        if link is not None:
+            link.write(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def write_eof_now(self) -> None:
+        """Half-close the transport (after what it holds); nothing once the connection is lost."""
+        if self.closed:
+            return
+        link = self.link
+        if link is not None:
+            link.write_eof()
+        elif self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def transport_closing(self) -> bool:
+        """No transport, or it is closing (closed, aborted or lost)."""
+        link = self.link
+        if link is not None:
+            return link.is_closing()
+        return self.transport is None or self.transport.is_closing()
+
+    def close_transport(self) -> None:
+        """Close the transport after what it holds."""
+        link = self.link
+        if link is not None:
+            link.close()
+        elif self.transport is not None:
+            self.transport.close()
 
     @property
     def idle(self) -> bool:
@@ -389,18 +469,19 @@ class HttpsClientProtocol(_ClientBase):
     # -- Downstream (HttpSession writes through TLS) ----------------------------------------------
 
     def send_raw(self, data: bytes) -> None:
-        outbox = self.outbox
-        if outbox is not None and not self.closed and not self.lingering:
-            outbox.write(data)
+        if not self.closed and not self.lingering:
+            outbox = self._outbox()
+            if outbox is not None:
+                outbox.write(data)
 
     def send(self, data: bytes) -> None:
-        outbox = self.outbox
-        if self._tls is not None and outbox is not None and not self.closed and not self.lingering:
-            outbox.write(self._tls.encrypt(data))
+        if self._tls is not None and not self.closed and not self.lingering:
+            outbox = self._outbox()
+            if outbox is not None:
+                outbox.write(self._tls.encrypt(data))
 
     def finish(self) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing() or self.closed or self.lingering:
+        if self.closed or self.lingering or self.transport_closing():
             return  # finished already (the drain asks every idle connection, lingering ones too)
         if self._tls is not None and self._phase == "http":
             self.send_raw(self._tls.close_notify())

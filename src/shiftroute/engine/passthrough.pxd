@@ -12,7 +12,7 @@
 # listeners.py imports this module inside a function, not at its top: this module cimports the listener
 # type, so importing it imports listeners first, and a top-level import back would find this module half
 # made.
-from shiftroute.engine cimport decide
+from shiftroute.engine cimport clock, decide
 from shiftroute.engine.balance cimport ServerState
 from shiftroute.engine.context cimport RouterContext
 from shiftroute.engine.endpoint_link cimport EndpointLink, RelayPeer, RelayUpstream

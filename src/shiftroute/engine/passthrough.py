@@ -19,11 +19,10 @@ them once per direction.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from shiftroute.engine import decide, splice
+from shiftroute.engine import clock, decide, splice
 from shiftroute.engine.endpoint_link import EndpointLink, RelayPeer, RelayUpstream
 from shiftroute.engine.link_hub import hub_for
 from shiftroute.engine.upstream import describe_connect_error
@@ -99,7 +98,10 @@ class Passthrough(RelayPeer):
         self._connect_server = server
         self._connect_timed_out = False
         client.arm(backend.timeouts.connect)  # the connect timeout: deadline_reached cancels the connect
-        link = self._connect_link = EndpointLink(self, hub_for(self.loop))
+        # The hub of the client's own link when it has one: hub_for looks the loop up in a dictionary.
+        client_link = client.link
+        hub = client_link.hub if client_link is not None else hub_for(self.loop)
+        link = self._connect_link = EndpointLink(self, hub)
         try:
             numeric = link.connect(server.address, server.port, self._hello)  # the link sends the hello
         except OSError as exc:  # refused at once (no route to the address, no descriptors left)
@@ -211,7 +213,7 @@ class Passthrough(RelayPeer):
             self._bytes_up += len(piece)
             relay.write(piece)
         self._buffer = []
-        self._started = time.monotonic()
+        self._started = clock.monotonic()
         self._idle_after(backend.timeouts.tunnel)
         if client.peer_eof:
             relay.write_eof()
@@ -251,7 +253,7 @@ class Passthrough(RelayPeer):
         if self.relay is None:
             self.client.abort()
             return
-        now = self.loop.time()
+        now = clock.monotonic()
         moved = self._moved()
         if moved != self._seen:
             # Bytes moved within the last step: idle for less than a step. A moving half-closed relay is
@@ -267,7 +269,7 @@ class Passthrough(RelayPeer):
     def _idle_after(self, seconds: float) -> None:
         """From now on the relay is closed after `seconds` without a byte moving either way."""
         self._set_idle_limit(seconds)
-        self._quiet_since = now = self.loop.time()
+        self._quiet_since = now = clock.monotonic()
         self._seen = self._moved()
         self.client.arm_from(now, min(self._idle_step, seconds))
 
@@ -303,10 +305,9 @@ class Passthrough(RelayPeer):
 
     def relay_data(self, data: bytes) -> None:
         client = self.client
-        transport = client.transport
-        if transport is not None and not client.closed:
+        if not client.closed:
             self._bytes_down += len(data)
-            transport.write(data)
+            client.write_now(data)
             if client.writing_paused and self.relay is not None:
                 self.relay.pause_reading()
             else:
@@ -314,9 +315,7 @@ class Passthrough(RelayPeer):
 
     def relay_eof(self) -> None:
         client = self.client
-        transport = client.transport
-        if transport is not None and not client.closed and transport.can_write_eof():
-            transport.write_eof()
+        client.write_eof_now()
         if client.peer_eof:
             client.finish()
         else:
@@ -381,8 +380,8 @@ class Passthrough(RelayPeer):
             return
         if relay is not None:
             relay.close()
-        if client.transport is not None and not client.transport.is_closing():
-            client.transport.close()
+        if not client.transport_closing():
+            client.close_transport()
 
     # -- the end -------------------------------------------------------------------------------------
 

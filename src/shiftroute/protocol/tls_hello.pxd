@@ -33,7 +33,7 @@ cdef object _parse_body(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end, Py_ssiz
 @cython.locals(names_end=Py_ssize_t, name=Py_ssize_t, name_type=int)
 cdef object _parse_server_name(_bytes_ptr data, Py_ssize_t pos, Py_ssize_t end)
 
-@cython.locals(label=Py_ssize_t, i=Py_ssize_t, c=int)
+@cython.locals(label=Py_ssize_t, i=Py_ssize_t, c=int, upper=bint, name=str)
 cdef str _valid_hostname(_bytes_ptr data, Py_ssize_t start, Py_ssize_t end)
 
 @cython.locals(names_end=Py_ssize_t, start=Py_ssize_t, protocols=list)

@@ -271,15 +271,17 @@ def _valid_hostname(data: _Bytes, start: int, end: int) -> str:
     if end - start > _MAX_HOSTNAME:
         raise ClientHelloError("invalid server_name host_name")
     label = 0  # length of the current label so far
+    upper = False  # an uppercase letter seen: lowercased at the end (clients send lowercase names)
     for i in range(start, end):
         c = data[i]
         if c == 0x2E:
             if label == 0:
                 raise ClientHelloError("invalid server_name host_name")
             label = 0
-        elif (
-            0x61 <= c <= 0x7A or 0x41 <= c <= 0x5A or 0x30 <= c <= 0x39 or c in (0x2D, 0x5F)
-        ):  # a-z A-Z 0-9 - _
+        elif 0x61 <= c <= 0x7A or 0x30 <= c <= 0x39 or c in (0x2D, 0x5F) or 0x41 <= c <= 0x5A:
+            # a-z 0-9 - _ A-Z
+            if 0x41 <= c <= 0x5A:
+                upper = True
             label += 1
             if label > _MAX_LABEL:
                 raise ClientHelloError("invalid server_name host_name")
@@ -287,7 +289,8 @@ def _valid_hostname(data: _Bytes, start: int, end: int) -> str:
             raise ClientHelloError("invalid server_name host_name")
     if label == 0:  # empty, or ending with a dot (after the one dropped)
         raise ClientHelloError("invalid server_name host_name")
-    return data[start:end].decode("ascii").lower()
+    name = data[start:end].decode("ascii")
+    return name.lower() if upper else name  # lower() is a method call: only when there is something to do
 
 
 def _parse_alpn(data: _Bytes, pos: int, end: int) -> tuple[str, ...]:

@@ -1,0 +1,9 @@
+# The C twin of clock.py's `monotonic` (see its docstring), for the compiled modules that cimport this
+# module (listeners.pxd, passthrough.pxd). Keep the two in step: CLOCK_MONOTONIC, in seconds.
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef inline double monotonic() noexcept:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return <double>now.tv_sec + <double>now.tv_nsec * 1e-9
