@@ -9,7 +9,7 @@
 cimport cython
 
 from shiftroute.engine cimport sock_syscalls
-from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol
+from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol, ProtocolMaker
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
@@ -63,7 +63,8 @@ cdef class _Listening(HubMember):
 
 
 cdef class HubServer:
-    cdef public object loop, make_protocol, sockets, _listening, _locals, _resume
+    cdef public object loop, sockets, _listening, _locals, _resume
+    cdef public ProtocolMaker make_protocol
     cdef public LinkHub hub
     cdef public int _backlog
     cdef public bint serving, closed

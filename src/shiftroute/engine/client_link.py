@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shiftroute.engine import sock_syscalls
-from shiftroute.engine.link_hub import HubMember, LinkHub, LinkProtocol, hub_for
+from shiftroute.engine.link_hub import HubMember, LinkHub, LinkProtocol, ProtocolMaker, hub_for
 
 log = logging.getLogger("shiftroute.engine")
 
@@ -388,9 +388,14 @@ class _Listening(HubMember):
 class HubServer:
     """The HTTPS listening sockets, accepting into the loop's LinkHub (see the module docstring)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, make_protocol: ProtocolFactory) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, make_protocol: ProtocolFactory | ProtocolMaker
+    ) -> None:
         self.loop = loop
-        self.make_protocol = make_protocol
+        # A ProtocolMaker is called in C (link_hub.pxd); any other factory is wrapped in one.
+        self.make_protocol = (
+            make_protocol if isinstance(make_protocol, ProtocolMaker) else ProtocolMaker(make_protocol)
+        )
         self.hub = hub_for(loop)
         self.sockets: list[socket.socket] = []
         self._listening: list[_Listening] = []
@@ -451,7 +456,7 @@ class HubServer:
 
     def accepted(self, fd: int, peer: Any) -> None:
         try:
-            protocol = self.make_protocol()
+            protocol = self.make_protocol.make()
         except Exception:
             log.exception("making the protocol of a new connection failed")
             sock_syscalls.close_fd(fd)

@@ -15,7 +15,8 @@ from shiftroute.routing.table cimport Backend
 
 
 cdef class RouterContext:
-    cdef public object holder, limits, counters, rates, access, connections, loop
+    cdef public object holder, limits, counters, rates, access, loop
+    cdef public set connections  # typed: each connection's add and discard are C calls
     cdef public Registry registry
     cdef public Deadlines deadlines
     cdef public Pool pool

@@ -29,6 +29,12 @@ cdef class LinkProtocol:
     cpdef resume_writing(self)
 
 
+cdef class ProtocolMaker:
+    cdef public object factory
+
+    cpdef LinkProtocol make(self)
+
+
 cdef class LinkHub
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from shiftroute.engine import sock_syscalls
@@ -72,6 +73,22 @@ class LinkProtocol:
 
     def resume_writing(self) -> None:
         pass
+
+
+class ProtocolMaker:
+    """Makes the protocol of each connection a HubServer accepts (engine/client_link.py): `factory()`, or
+    a subclass's own `make` (the HTTPS listener's, engine/listeners.py), which the server then calls in C
+    where a factory (functools.partial, then the protocol's __init__ with an argument tuple) was two
+    Python-level calls per connection. Callable, so it serves as a loop server's protocol factory too."""
+
+    def __init__(self, factory: Callable[[], LinkProtocol]) -> None:
+        self.factory = factory
+
+    def make(self) -> LinkProtocol:
+        return self.factory()
+
+    def __call__(self) -> LinkProtocol:
+        return self.make()
 
 
 class LinkHub:

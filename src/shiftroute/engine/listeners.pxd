@@ -8,13 +8,16 @@
 # An extension type cannot subclass asyncio.Protocol (a Python class): the listeners do not, in either
 # build. uvloop and asyncio take any object with the protocol's methods (uvloop only asks whether it has
 # `get_buffer`, for BufferedProtocol).
+cimport cython
+
 from shiftroute.engine cimport clock
 from shiftroute.engine.client_link cimport ClientLink
 from shiftroute.engine.context cimport RouterContext
 from shiftroute.engine.endpoint_link cimport RelayPeer
-from shiftroute.engine.link_hub cimport LinkProtocol
+from shiftroute.engine.link_hub cimport LinkProtocol, ProtocolMaker
 from shiftroute.engine.outbox cimport Outbox
 from shiftroute.engine.tls cimport TlsLayer
+from shiftroute.routing.table cimport passthrough_for
 
 
 cdef class _ClientBase(LinkProtocol):
@@ -64,6 +67,7 @@ cdef class HttpsClientProtocol(_ClientBase):
     cdef public RelayPeer _passthrough  # a Passthrough (engine/passthrough.py): its methods are C calls
     cdef public TlsLayer _tls
 
+    cpdef _setup_https(self, RouterContext ctx, object default_context)
     cpdef deadline_passed(self)
     cpdef connection_made(self, object transport)
     cpdef connection_lost(self, object exc)
@@ -75,3 +79,11 @@ cdef class HttpsClientProtocol(_ClientBase):
     cpdef send_raw(self, bytes data)
     cpdef send(self, bytes data)
     cpdef finish(self)
+
+
+cdef class HttpsProtocols(ProtocolMaker):
+    cdef public RouterContext ctx
+    cdef public object default_context
+
+    @cython.locals(protocol=HttpsClientProtocol)
+    cpdef LinkProtocol make(self)

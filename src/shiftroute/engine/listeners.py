@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 from shiftroute.engine import clock
 from shiftroute.engine.client_link import ClientLink
 from shiftroute.engine.context import RouterContext
-from shiftroute.engine.link_hub import LinkProtocol
+from shiftroute.engine.link_hub import LinkProtocol, ProtocolMaker
 from shiftroute.engine.outbox import Outbox
 from shiftroute.engine.tls import TlsLayer
 from shiftroute.protocol import responses
 from shiftroute.protocol.tls_hello import ClientHelloError, NotTLSError, parse_client_hello
+from shiftroute.routing.table import passthrough_for
 
 if TYPE_CHECKING:
     from shiftroute.engine.http_session import HttpSession
@@ -142,8 +143,9 @@ class _ClientBase(LinkProtocol):
         # Taken out, not left to find a closed transport: a pending deadline would hold this connection
         # (its session, TLS objects and buffers) in memory until it passed.
         self.disarm()
-        if self in self.ctx.connections:
-            self.ctx.connections.discard(self)
+        connections = self.ctx.connections
+        if self in connections:
+            connections.discard(self)
             self.ctx.counters.connections_current -= 1
         if self.session is not None:
             self.session.connection_lost()
@@ -342,6 +344,10 @@ class HttpsClientProtocol(_ClientBase):
     passthrough route chosen by SNI, or terminate TLS with the route's or the default certificate."""
 
     def __init__(self, ctx: RouterContext, default_context: Any) -> None:
+        self._setup_https(ctx, default_context)
+
+    def _setup_https(self, ctx: RouterContext, default_context: Any) -> None:
+        """__init__, called in C by HttpsProtocols.make."""
         self._setup(ctx)
         self.secure = True
         self._default_context = default_context  # a callable returning the current default SSLContext
@@ -429,7 +435,7 @@ class HttpsClientProtocol(_ClientBase):
         table = self.ctx.holder.current
         sni = hello.sni
         self.sni = sni
-        backend = table.match_passthrough(sni) if sni else None
+        backend = passthrough_for(table, sni) if sni else None
         if backend is not None:
             self._phase = "relay"
             self._passthrough = _new_passthrough(self, backend, whole)
@@ -492,3 +498,20 @@ class HttpsClientProtocol(_ClientBase):
         _ClientBase.resume_writing(self)  # named, not super(): compiled, a cpdef method has no __class__ cell
         if self._passthrough is not None:
             self._passthrough.client_writable()
+
+
+class HttpsProtocols(ProtocolMaker):
+    """The HTTPS listener's protocol for each connection the router's own server accepts
+    (engine/client_link.py calls `make` in C), and for the loop's server (called)."""
+
+    def __init__(self, ctx: RouterContext, default_context: Any) -> None:
+        # ProtocolMaker.__init__ not called: `factory` serves only the base type's `make`, overridden here.
+        self.ctx = ctx
+        self.default_context = default_context  # a callable returning the current default SSLContext
+
+    def make(self) -> HttpsClientProtocol:
+        # Made without calling the type (compiled: tp_new, then _setup_https as a C call, no argument
+        # tuple for __init__).
+        protocol = HttpsClientProtocol.__new__(HttpsClientProtocol)
+        protocol._setup_https(self.ctx, self.default_context)
+        return protocol

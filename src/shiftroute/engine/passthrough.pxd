@@ -12,6 +12,8 @@
 # listeners.py imports this module inside a function, not at its top: this module cimports the listener
 # type, so importing it imports listeners first, and a top-level import back would find this module half
 # made.
+cimport cython
+
 from shiftroute.engine cimport clock, decide
 from shiftroute.engine.balance cimport ServerState
 from shiftroute.engine.context cimport RouterContext
@@ -19,6 +21,7 @@ from shiftroute.engine.endpoint_link cimport EndpointLink, RelayPeer, RelayUpstr
 from shiftroute.engine.link_hub cimport hub_for
 from shiftroute.engine.listeners cimport HttpsClientProtocol
 from shiftroute.engine.splice cimport SpliceRelay
+from shiftroute.routing.table cimport Backend, Server
 
 
 # Module constants as C values: compared per relayed piece.
@@ -29,7 +32,8 @@ cdef Py_ssize_t _SPLICE_AFTER_BYTES
 cdef class Passthrough(RelayPeer):
     cdef public HttpsClientProtocol client
     cdef public RouterContext ctx
-    cdef public object loop, backend, _tried, _connecting, _connect_waiting, _connect_server, _server
+    cdef public object loop, _tried, _connecting, _connect_waiting, _connect_server, _server
+    cdef public Backend backend  # typed (routing/table.pxd): its fields are struct reads
     cdef public list _buffer
     cdef public bytes _hello
     cdef public RelayUpstream relay
@@ -40,6 +44,7 @@ cdef class Passthrough(RelayPeer):
     cdef public Py_ssize_t _bytes_up, _bytes_down, _seen
 
     cpdef start(self)
+    @cython.locals(server=Server, link=EndpointLink)
     cpdef _connect(self)
     cpdef _cancel_connect(self, bint timed_out)
     cpdef client_data(self, bytes data)
@@ -58,4 +63,5 @@ cdef class Passthrough(RelayPeer):
     cpdef _connected(self, RelayUpstream relay, object exc)
     cpdef link_failed(self, object exc)
     cpdef _maybe_splice(self)
+    @cython.locals(server=Server)
     cpdef _done(self)

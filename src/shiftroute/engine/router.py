@@ -30,7 +30,7 @@ from shiftroute.engine.context import Limits, RouterContext
 from shiftroute.engine.controller import Controller, publish_into_loop
 from shiftroute.engine.default_cert import ensure_default_certificate
 from shiftroute.engine.health import HealthChecker
-from shiftroute.engine.listeners import HttpClientProtocol, HttpsClientProtocol
+from shiftroute.engine.listeners import HttpClientProtocol, HttpsProtocols
 from shiftroute.engine.status import StatusWriter
 from shiftroute.errors import PKIError
 from shiftroute.routing.compile import CompileOptions, Compiler, CompileResult
@@ -201,7 +201,7 @@ class Router:
             backlog=4096,
             start_serving=False,
         )
-        https_factory = functools.partial(HttpsClientProtocol, self.ctx, self.default_context)
+        https_factory = HttpsProtocols(self.ctx, self.default_context)
         https: _Server
         if client_link.use_router_sockets():
             # The HTTPS connections on the router's own sockets (engine/client_link.py), bound the same way.

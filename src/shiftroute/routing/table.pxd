@@ -3,6 +3,9 @@
 # compiled modules (which cimport them) read `backend.timeouts.server` and the like as struct reads, not
 # generic attribute lookups through the class's slots. `readonly` keeps every field visible to Python code
 # and keeps them frozen: Python may read them, never assign them (table.py sets the derived fields in C).
+cimport cython
+
+
 cdef class Server:
     cdef readonly object id, cookie_value, address, port, service, weight, label
 
@@ -24,3 +27,9 @@ cdef class Backend:
     cdef readonly object label, set_cookie, cookie_prefix
     cdef readonly Timeouts timeouts
     cdef readonly RateLimits rate_limits
+
+
+# The HTTPS listener's lookup per connection (listeners.pxd cimports this module). The indexes are dicts
+# (RoutingTable.build and with_changes make them so).
+@cython.locals(exact=dict, wildcard=dict)
+cpdef Backend passthrough_for(object table, str sni)
