@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import time
+from time import monotonic  # a module global: compiled, no attribute lookup on the time module per call
 
 from shiftroute.routing.table import Backend, Server
 
@@ -70,7 +70,7 @@ class Registry:
         state = self.state(server)
         state.consecutive_failures += 1
         if state.consecutive_failures >= FAILURES_TO_MARK_DOWN:
-            state.down_until = time.monotonic() + DOWN_FOR
+            state.down_until = monotonic() + DOWN_FOR
 
     def connect_succeeded(self, server: Server) -> None:
         state = self.state(server)
@@ -80,7 +80,7 @@ class Registry:
     def candidates(self, backend: Backend, exclude: Exclude = frozenset()) -> list[Server]:
         """Servers that may take new traffic: weight > 0, healthy, under their connection cap. When every
         weighted server is marked down, try them anyway (a guess beats a certain 503)."""
-        now = time.monotonic()
+        now = monotonic()
         cap = backend.max_conn_per_server
         # A loop rather than a comprehension: compiled, `s` is then typed (balance.pxd) and its fields are
         # struct reads.
@@ -137,7 +137,7 @@ class Registry:
         if server is None:
             return None
         state = self.state(server)
-        if not state.usable(time.monotonic()):
+        if not state.usable(monotonic()):
             return None
         if backend.max_conn_per_server is not None and state.active >= backend.max_conn_per_server:
             return None

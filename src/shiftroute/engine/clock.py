@@ -15,4 +15,10 @@ from __future__ import annotations
 
 from time import monotonic
 
-__all__ = ["monotonic"]
+__all__ = ["monotonic", "ticks"]
+
+
+def ticks(seconds: float, per_second: float) -> int:
+    """The whole ticks of 1/`per_second` s in `seconds` (>= 0): int(seconds * per_second). Compiled, a C
+    conversion; `int()` of a C double made a Python int first."""
+    return int(seconds * per_second)

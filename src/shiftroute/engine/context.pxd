@@ -24,5 +24,5 @@ cdef class RouterContext:
     cdef public bint access_log_enabled, draining
 
     # Called once per passthrough connection (engine/passthrough.py): a C call from there.
-    cpdef log_tunnel(self, Backend backend, object endpoint, object sni, object up, object down, double started,
-                     object client)
+    cpdef log_tunnel(self, Backend backend, object endpoint, object sni, Py_ssize_t up, Py_ssize_t down,
+                     double started, object client)

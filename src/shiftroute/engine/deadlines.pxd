@@ -8,6 +8,8 @@
 # Deadlines), ordinary methods to Python. _RATE is a C double, so a slot is computed in C arithmetic.
 cimport cython
 
+from shiftroute.engine cimport clock
+
 cdef double _RATE
 
 

@@ -27,6 +27,8 @@ import heapq
 import logging
 from typing import Protocol
 
+from shiftroute.engine import clock
+
 log = logging.getLogger("shiftroute.engine")
 
 SLOTS_PER_SECOND = 100
@@ -55,7 +57,7 @@ class Deadlines:
         where it is from now on. An entry that fires no later than `when`'s slot stays where it is: it
         fires first, and the owner, seeing its later deadline, adds itself again (so a deadline that only
         moves later, as activity moves it, costs no set operations)."""
-        new = int(when * _RATE) + 1
+        new = clock.ticks(when, _RATE) + 1
         if slot:
             if slot <= new:
                 return slot
@@ -65,7 +67,7 @@ class Deadlines:
     def add(self, owner: DeadlineOwner, when: float) -> int:
         """Call `owner.on_deadline()` once, after `when` (loop time); returns the slot to remove it from."""
         # The slot that ends strictly after `when`: slot n ends at n / SLOTS_PER_SECOND.
-        slot = int(when * _RATE) + 1
+        slot = clock.ticks(when, _RATE) + 1
         if self._firing and slot <= self._ended:
             slot = self._ended + 1  # re-added while its slot fires: the next one, or it would never end
         owners = self._slots.get(slot)
@@ -100,7 +102,7 @@ class Deadlines:
     def _fire(self) -> None:
         self._timer = None
         loop = asyncio.get_running_loop()
-        ended = self._ended = int(loop.time() * _RATE)  # the slots up to this one have ended
+        ended = self._ended = clock.ticks(loop.time(), _RATE)  # the slots up to this one have ended
         order, slots, queued = self._order, self._slots, self._queued
         self._firing = True
         try:
