@@ -183,23 +183,15 @@ class _ClientBase(LinkProtocol):
         if self.closed or self.lingering or self.transport_closing():
             return
         self.flush()
-        link, transport = self.link, self.transport
-        if link is not None:
-            if self.peer_eof:
-                link.close()  # as below
-                return
-            self.lingering = True
-            link.write_eof()
-        else:
-            assert transport is not None  # not closing
-            if self.peer_eof or not transport.can_write_eof():
-                # Nothing can arrive any more that a reset could destroy: close now (after what is
-                # buffered has been written), as HAProxy does once both sides are done, rather than hold
-                # the socket for the fin timeout.
-                transport.close()
-                return
-            self.lingering = True
-            transport.write_eof()
+        transport = self.transport
+        if self.peer_eof or (self.link is None and transport is not None and not transport.can_write_eof()):
+            # Nothing can arrive any more that a reset could destroy: close now (after what is buffered
+            # has been written), as HAProxy does once both sides are done, rather than hold the socket
+            # for the fin timeout. (A ClientLink can always write EOF.)
+            self.close_transport()
+            return
+        self.lingering = True
+        self.write_eof_now()
         self.resume_reading()
         self.arm(self.ctx.limits.client_fin_timeout)
 

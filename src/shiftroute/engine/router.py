@@ -64,7 +64,8 @@ class RouterConfig:
 
 
 # A listener's protocol factory: functools.partial, not a lambda, so that each connection's protocol is
-# made without a Python frame (the listeners are protocols by their methods, not by inheritance).
+# made without a Python frame (the listeners are protocols by their methods, not by inheritance). The
+# HTTPS listener's is a listeners.HttpsProtocols, which the router's own server calls in C.
 _ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
