@@ -21,6 +21,8 @@ cdef class Registry:
 
     # Called per request (choosing a server, the sessions' active counts): C calls from typed callers.
     cpdef ServerState state(self, Server server)
+    cpdef connect_failed(self, Server server)
+    cpdef connect_succeeded(self, Server server)
     @cython.locals(s=Server)
     cpdef list candidates(self, Backend backend, exclude=*)
     cpdef choose(self, Backend backend, str client_ip, exclude=*)

@@ -42,8 +42,10 @@ class Passthrough(RelayPeer):
 
     def __init__(self, client: HttpsClientProtocol, backend: Backend, hello: bytes) -> None:
         self.client = client
-        self.ctx = client.ctx
-        self.loop = client.loop
+        # Read through the typed attribute (passthrough.pxd): compiled, struct reads, where the untyped
+        # argument's were generic attribute lookups.
+        self.ctx = self.client.ctx
+        self.loop = self.client.loop
         self.backend = backend
         self.relay: RelayUpstream | None = None
         self._hello = hello  # sent to each endpoint tried, first
