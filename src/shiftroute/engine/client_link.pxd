@@ -9,11 +9,12 @@
 cimport cython
 
 from shiftroute.engine cimport sock_syscalls
-from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol, ProtocolMaker, read_again, read_piece
+from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol, ProtocolMaker
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
 cdef unsigned int _IN, _OUT, _ERR_HUP, _ET, _RDHUP
+cdef Py_ssize_t READ_SIZE  # a C value: each read's length is compared with it
 
 
 cdef class ClientLink(HubMember):

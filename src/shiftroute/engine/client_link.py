@@ -33,21 +33,14 @@ from collections.abc import Callable
 from typing import Any
 
 from shiftroute.engine import sock_syscalls
-from shiftroute.engine.link_hub import (
-    HubMember,
-    LinkHub,
-    LinkProtocol,
-    ProtocolMaker,
-    hub_for,
-    read_again,
-    read_piece,
-)
+from shiftroute.engine.link_hub import HubMember, LinkHub, LinkProtocol, ProtocolMaker, hub_for
 
 log = logging.getLogger("shiftroute.engine")
 
 # asyncio's default marks for a transport's write buffer.
 WRITE_HIGH = 64 * 1024
 WRITE_LOW = 16 * 1024
+READ_SIZE = 65536  # per read, as uvloop reads
 ACCEPT_BATCH = 128  # connections accepted per readiness event at most: the others wait one iteration
 ACCEPT_PAUSE = 0.1  # after EMFILE and the like: seconds before accepting again (not a busy loop)
 
@@ -116,11 +109,15 @@ class ClientLink(HubMember):
             self._read(events)  # the data, the EOF or the error
 
     def _read(self, events: int) -> None:
-        """Read until the socket is empty (link_hub.read_again), the protocol pauses reading, or the
-        connection ends."""
+        """Read until the socket is empty, the protocol pauses reading, or the connection ends:
+        edge-triggered, no event comes for what is already there.
+
+        Empty is a read shorter than asked for: what arrives after it raises a new event. Not so the end:
+        a FIN, reset or error already there when the event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has
+        raised its only event, so then reading goes on until recv(2) reports it."""
         while True:
             try:
-                data = read_piece(self.fd)
+                data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
             except OSError as exc:
                 self.fail(exc)
                 return
@@ -143,7 +140,7 @@ class ClientLink(HubMember):
                 return
             if not self._reading or self.fd < 0:
                 return
-            if not read_again(len(data), events):
+            if len(data) < READ_SIZE and not events & (_RDHUP | _ERR_HUP):
                 return
 
     def _callback_failed(self, name: str, exc: Exception) -> None:

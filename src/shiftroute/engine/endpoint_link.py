@@ -25,7 +25,7 @@ import os
 from typing import cast
 
 from shiftroute.engine import sock_syscalls
-from shiftroute.engine.link_hub import HubMember, LinkHub, hub_for, read_again, read_piece
+from shiftroute.engine.link_hub import HubMember, LinkHub, hub_for
 
 __all__ = ["EndpointLink", "RelayPeer", "RelayUpstream", "hub_for"]
 
@@ -33,6 +33,7 @@ __all__ = ["EndpointLink", "RelayPeer", "RelayUpstream", "hub_for"]
 # waiting for the endpoint, resumed at 16 KiB.
 WRITE_HIGH = 64 * 1024
 WRITE_LOW = 16 * 1024
+READ_SIZE = 65536  # per read, as the loop's transports read
 
 _IN = sock_syscalls.EPOLLIN
 _OUT = sock_syscalls.EPOLLOUT
@@ -245,11 +246,15 @@ class EndpointLink(RelayUpstream):
             self._read(events)  # the data, the EOF or the error
 
     def _read(self, events: int) -> None:
-        """Read until the socket is empty (link_hub.read_again), the peer pauses reading, or the
-        connection ends."""
+        """Read until the socket is empty, the peer pauses reading, or the connection ends:
+        edge-triggered, no event comes for what is already there.
+
+        Empty is a read shorter than asked for: what arrives after it raises a new event. Not so the end:
+        a FIN, reset or error already there when the event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has
+        raised its only event, so then reading goes on until recv(2) reports it."""
         while True:
             try:
-                data = read_piece(self.fd)
+                data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
             except OSError:
                 self._lost()
                 return
@@ -262,7 +267,7 @@ class EndpointLink(RelayUpstream):
             self.peer.relay_data(data)
             if not self._reading or self.fd < 0:
                 return
-            if not read_again(len(data), events):
+            if len(data) < READ_SIZE and not events & (_RDHUP | _ERR_HUP):
                 return
 
     def _send_first(self) -> bool:

@@ -10,13 +10,6 @@ cimport cython
 from shiftroute.engine cimport sock_syscalls
 
 
-cdef Py_ssize_t READ_SIZE
-cdef unsigned int _ENDED
-
-cpdef object read_piece(int fd)
-cpdef bint read_again(Py_ssize_t got, unsigned int events) noexcept
-
-
 cdef class HubMember:
     cdef public int fd
     cdef public unsigned int _watched

@@ -24,29 +24,6 @@ from shiftroute.engine import sock_syscalls
 
 log = logging.getLogger("shiftroute.engine")
 
-READ_SIZE = 65536  # per read of a member's socket, as uvloop's transports read
-# What an event carries when the input has ended (a FIN, a reset, an error).
-_ENDED = sock_syscalls.EPOLLRDHUP | sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
-
-
-# The read loop both kinds of link run (engine/client_link.py, engine/endpoint_link.py), in its two parts
-# that must not differ between them: a member's socket is edge-triggered, so no event comes for what is
-# already there, and a link reads until `read_again` says the socket is empty.
-
-
-def read_piece(fd: int) -> bytes | None:
-    """Up to READ_SIZE bytes from the socket: b"" at its end, None when nothing is there (EAGAIN); OSError
-    when it failed."""
-    return sock_syscalls.recv_bytes(fd, READ_SIZE)
-
-
-def read_again(got: int, events: int) -> bool:
-    """After a piece of `got` bytes read for `events`: read again? Empty is a read shorter than asked for:
-    what arrives after it raises a new event. Not so the end: a FIN, reset or error already there when the
-    event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has raised its only event, so then reading goes on
-    until recv(2) reports it."""
-    return got >= READ_SIZE or bool(events & _ENDED)
-
 
 class HubMember:
     """A socket in a LinkHub's epoll set: `fd` (-1 once closed), the events watched (`_watched`, 0: not in
