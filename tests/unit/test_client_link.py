@@ -146,21 +146,28 @@ def test_bytes_both_ways_half_close_and_one_connection_lost() -> None:
     run(test)
 
 
-def test_bytes_and_the_end_that_came_together_are_all_read() -> None:
-    """Edge-triggered: 100 kB and the client's FIN are all in the socket before the first read, and raise
-    one event between them. Every byte is read, then the end, though a read shorter than asked for came
-    before it (the short read alone would have meant "empty")."""
+@pytest.mark.parametrize("size", [100_000, 300], ids=["more-than-a-read", "one-short-read"])
+def test_bytes_and_the_end_that_came_together_are_all_read(size: int) -> None:
+    """Edge-triggered: the bytes and the client's FIN are all in the socket before the first read, and
+    raise one event between them. Every byte is read, then the end, once: after more than one read's worth,
+    and after a single short read (which, with the FIN already in, is the end without another recv)."""
 
     async def test() -> None:
         server, port, made = await _serving()
         client = socket.create_connection(("127.0.0.1", port))
-        client.sendall(b"x" * 100_000)  # before the loop runs again: the server has read nothing yet
+        client.sendall(b"x" * size)  # before the loop runs again: the server has read nothing yet
         client.shutdown(socket.SHUT_WR)
         conn = await _accepted(made)
         await conn.until(lambda: "eof" in conn.events)
-        assert bytes(conn.data) == b"x" * 100_000
+        assert bytes(conn.data) == b"x" * size
+        await asyncio.sleep(0.05)
+        assert conn.events.count("eof") == 1 and conn.events[-1] == "eof" and not conn.lost
+        conn.transport.write(b"answer after the client's end")  # half-closed: the router can still answer
         conn.transport.close()
         await conn.until(lambda: bool(conn.lost))
+        assert conn.lost == [("lost", None)]
+        client.settimeout(DEADLINE)
+        assert client.recv(100) == b"answer after the client's end"
         client.close()
         server.close()
 
@@ -262,6 +269,25 @@ def test_a_reset_met_by_a_read_is_lost_with_its_error() -> None:
     run(test)
 
 
+def test_bytes_then_a_reset_are_read_then_lost_with_the_error() -> None:
+    """The bytes and a reset arrive before the first read (one event: EPOLLIN, EPOLLRDHUP, EPOLLHUP and
+    EPOLLERR): the short read is not taken for a clean end; the bytes are delivered, then the reset."""
+
+    async def test() -> None:
+        server, port, made = await _serving()
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"x" * 300)
+        _reset(client)
+        conn = await _accepted(made)
+        await conn.until(lambda: bool(conn.lost))
+        assert bytes(conn.data) == b"x" * 300
+        assert "eof" not in conn.events
+        assert isinstance(conn.lost[0][1], ConnectionResetError)
+        server.close()
+
+    run(test)
+
+
 def test_a_reset_met_by_a_write_is_reported_after_the_write() -> None:
     async def test() -> None:
         server, port, made = await _serving()
@@ -302,6 +328,26 @@ def test_a_failing_protocol_costs_only_its_own_connection(caplog: pytest.LogCapt
         run(test)
     assert "protocol.data_received() failed" in caplog.text
     assert "this protocol fails on purpose" in caplog.text
+
+
+def test_accepted_connections_send_small_writes_at_once() -> None:
+    """TCP_NODELAY, as uvloop's accepted connections have it: set on the listening socket, which each
+    accepted socket inherits (no setsockopt per connection)."""
+
+    async def test() -> None:
+        server, port, made = await _serving()
+        assert server.sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = await _accepted(made)
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        sock.close()
+        conn.transport.close()
+        await conn.until(lambda: bool(conn.lost))
+        writer.close()
+        server.close()
+
+    run(test)
 
 
 def test_the_socket_extra_is_a_duplicate_for_splice() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,6 +130,54 @@ def test_relays_both_ways_and_passes_half_closes_on() -> None:
         link.close()
         assert link.closed and link.fileno() == -1
         server.close()
+
+    run(test)
+
+
+async def _accepted_by(listener: socket.socket) -> socket.socket:
+    """The endpoint's side of the one connection made to `listener` (a plain listening socket, so that the
+    test decides exactly what the endpoint sends, and how it ends)."""
+    loop = asyncio.get_running_loop()
+    conn, _ = await asyncio.wait_for(loop.sock_accept(listener), DEADLINE)
+    return conn
+
+
+@pytest.mark.parametrize("ending", ["fin", "reset"])
+def test_the_last_bytes_and_the_end_that_came_together(ending: str) -> None:
+    """The endpoint sends its last bytes and ends before the link reads (one event). With a FIN the short
+    read is the end (relay_eof, no other recv); with a reset (EPOLLERR in the event) the bytes are
+    relayed and then the loss, not a clean end."""
+
+    async def test() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        peer = Peer()
+        link = EndpointLink(peer, hub_for(asyncio.get_running_loop()))
+        assert link.connect("127.0.0.1", listener.getsockname()[1]) is True
+        endpoint = await _accepted_by(listener)
+        await peer.until(lambda: "connected" in peer.events)
+        endpoint.sendall(b"y" * 300)
+        if ending == "fin":
+            endpoint.shutdown(socket.SHUT_WR)
+            await peer.until(lambda: "eof" in peer.events)
+            await asyncio.sleep(0.05)
+            assert peer.events == ["connected", "data", "eof"]
+            assert bytes(peer.data) == b"y" * 300
+            link.write(b"the client's answer")  # half-closed by the endpoint: the client can still send
+            link.close()
+            endpoint.settimeout(DEADLINE)
+            assert endpoint.recv(100) == b"the client's answer"
+        else:
+            endpoint.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            endpoint.close()
+            await peer.until(lambda: "closed" in peer.events)
+            assert bytes(peer.data) == b"y" * 300
+            assert "eof" not in peer.events
+            assert link.closed
+        endpoint.close()
+        listener.close()
 
     run(test)
 

@@ -47,6 +47,7 @@ ACCEPT_PAUSE = 0.1  # after EMFILE and the like: seconds before accepting again 
 _IN = sock_syscalls.EPOLLIN
 _OUT = sock_syscalls.EPOLLOUT
 _ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
+_ERR = sock_syscalls.EPOLLERR
 _ET = sock_syscalls.EPOLLET
 _RDHUP = sock_syscalls.EPOLLRDHUP
 
@@ -114,7 +115,8 @@ class ClientLink(HubMember):
 
         Empty is a read shorter than asked for: what arrives after it raises a new event. Not so the end:
         a FIN, reset or error already there when the event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has
-        raised its only event, so then reading goes on until recv(2) reports it."""
+        raised its only event. A FIN with no error is the end at once after a short read; a reset or error
+        is read until recv(2) reports it."""
         while True:
             try:
                 data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
@@ -123,25 +125,32 @@ class ClientLink(HubMember):
                 return
             if data is None:
                 return
-            if not data:
-                self._read_eof = True  # no event follows (edge-triggered): nothing to take out of the set
+            if data:
                 try:
-                    keep_open = self.protocol.eof_received()
+                    self.protocol.data_received(data)
                 except Exception as exc:
-                    self._callback_failed("eof_received", exc)
+                    self._callback_failed("data_received", exc)
                     return
-                if not keep_open:
-                    self.close()
-                return
+                if not self._reading or self.fd < 0:
+                    return
+                if len(data) == READ_SIZE:
+                    continue  # more may be there
+                if not events & _RDHUP or events & _ERR:
+                    if events & _ERR_HUP:
+                        continue  # a reset or error: read until recv(2) reports it
+                    return  # empty
+                # The FIN came before the event (EPOLLRDHUP, no error), after every byte before it: this
+                # short read took them all, and the end is certain without another recv(2) (HAProxy's
+                # rule too: one system call less per connection that closes after its last bytes).
+            self._read_eof = True  # no event follows (edge-triggered): nothing to take out of the set
             try:
-                self.protocol.data_received(data)
+                keep_open = self.protocol.eof_received()
             except Exception as exc:
-                self._callback_failed("data_received", exc)
+                self._callback_failed("eof_received", exc)
                 return
-            if not self._reading or self.fd < 0:
-                return
-            if len(data) < READ_SIZE and not events & (_RDHUP | _ERR_HUP):
-                return
+            if not keep_open:
+                self.close()
+            return
 
     def _callback_failed(self, name: str, exc: Exception) -> None:
         # As uvloop does: logged with the traceback, and this connection aborted.
@@ -407,7 +416,8 @@ class HubServer:
 
     def bind(self, host: str | None, port: int, backlog: int) -> None:
         """Bind a socket per address of `host` (None: every interface, IPv4 and IPv6) as create_server
-        does: SO_REUSEADDR, SO_REUSEPORT (the router's workers share the port), IPv6 sockets IPv6 only.
+        does: SO_REUSEADDR, SO_REUSEPORT (the router's workers share the port), IPv6 sockets IPv6 only;
+        and TCP_NODELAY, as uvloop sets it on each connection it accepts.
         OSError names the address that could not be bound; nothing stays bound then."""
         self._backlog = backlog
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
@@ -426,6 +436,8 @@ class HubServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                # Every accepted connection inherits it (sock_syscalls.accept_peer): no setsockopt(2) each.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 try:
                     sock.bind(address)
                 except OSError as exc:

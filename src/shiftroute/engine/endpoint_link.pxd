@@ -14,7 +14,7 @@ from shiftroute.engine.link_hub cimport HubMember, LinkHub
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
-cdef unsigned int _IN, _OUT, _ERR_HUP, _ET, _RDHUP
+cdef unsigned int _IN, _OUT, _ERR_HUP, _ERR, _ET, _RDHUP
 cdef Py_ssize_t READ_SIZE  # a C value: each read's length is compared with it
 
 

@@ -311,7 +311,6 @@ cdef inline object accept_peer(int fd):
     cdef sockaddr_in6* v6
     cdef char text[INET6_ADDRSTRLEN + 1]
     cdef int conn, code
-    cdef int one = 1
     while True:
         conn = accept4(fd, <sockaddr*>&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC)
         if conn >= 0:
@@ -322,7 +321,7 @@ cdef inline object accept_peer(int fd):
         if code == EAGAIN:
             return None
         raise OSError(code, strerror(code).decode())  # OSError picks the subclass by errno
-    setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+    # TCP_NODELAY comes from the listening socket (sock_syscalls.py says why)
     if peer.ss_family == AF_INET:
         v4 = <sockaddr_in*>&peer
         return conn, (_ipv4_text(<const unsigned char*>&v4.sin_addr), ntohs(v4.sin_port))

@@ -18,8 +18,11 @@ Results, in both:
 - `recv_bytes` returns the bytes read, b"" at end of stream, None when nothing is there (EAGAIN).
 - `send_bytes` returns how many bytes of `data[offset:]` the kernel took, 0 when it took none (EAGAIN).
 - `accept_peer` returns `(descriptor, peer address)` for a connection accepted on the listening socket
-  (non-blocking, TCP_NODELAY set, the address as asyncio gives it: `(host, port)`, or for IPv6 `(host,
-  port, flowinfo, scope_id)`), None when none waits (EAGAIN), and raises OSError when accept(2) fails.
+  (non-blocking, the address as asyncio gives it: `(host, port)`, or for IPv6 `(host, port, flowinfo,
+  scope_id)`), None when none waits (EAGAIN), and raises OSError when accept(2) fails. It sets no option:
+  Linux gives an accepted socket the listening socket's options (the new socket is a clone of it,
+  inet_csk_clone_lock), so TCP_NODELAY is set once on the listening socket (client_link.HubServer.bind)
+  instead of by a setsockopt(2) per connection.
 - `epoll_poll` waits for nothing (timeout 0) and returns how many events it read, at most MAX_EVENTS; event
   `i` is `ready_fd(i)`, `ready_events(i)`, until the next call.
 """
@@ -123,7 +126,6 @@ def accept_peer(fd: int) -> tuple[int, tuple[object, ...]] | None:
     finally:
         listening.detach()
     conn.setblocking(False)
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn.detach(), tuple(peer)
 
 
