@@ -27,10 +27,9 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def use_ref(ref: str | None) -> None:
-    """Export src/shiftroute at `ref` and make it the shiftroute everything imports (idempotent)."""
-    if ref is None or _active.get("ref") == ref:
-        return
+def export(ref: str) -> tuple[str, Path]:
+    """A compiled snapshot of src/shiftroute at `ref` in a new temporary directory (removed at exit):
+    the commit's full hash, and the directory to put first on PYTHONPATH."""
     sha = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
     has_setup = bool(_git("ls-tree", "--name-only", sha, "setup.py"))
     archive = subprocess.run(
@@ -53,8 +52,16 @@ def use_ref(ref: str | None) -> None:
             timeout=600,
         )
         if built.returncode != 0:
-            raise SystemExit(f"--ref: compiling the snapshot failed: {built.stderr.strip()[-2000:]}")
-    src = str(dest / "src")
+            raise SystemExit(f"{ref}: compiling the snapshot failed: {built.stderr.strip()[-2000:]}")
+    return sha, dest / "src"
+
+
+def use_ref(ref: str | None) -> None:
+    """Export src/shiftroute at `ref` and make it the shiftroute everything imports (idempotent)."""
+    if ref is None or _active.get("ref") == ref:
+        return
+    sha, snapshot = export(ref)
+    src = str(snapshot)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
     sys.path.insert(0, src)
     if "shiftroute" in sys.modules:
