@@ -45,6 +45,9 @@ class Layout:
 class Options:
     seconds: float = 5.0
     rounds: int = 3
+    # Full handshakes and fixed-rate latency: the rows whose per-round ratio moves most on this machine
+    # (about +-10 % from round to round, BENCHMARKS.md): at least this many rounds, for the same precision.
+    noisy_rounds: int = 9
     connections: int = 50
     key_type: str = "ecdsa-p256"
     idle_connections: int = 5000

@@ -17,15 +17,19 @@ started as a second `shiftroute serve` on the same store, with the same options 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import source
 from bench.backends import PATHS
 from bench.env import Env, Options, Router, check_routes
 from bench.handshake_client import run_handshakes
 from bench.loadgen import LoadResult
+from bench.report import RESULTS
 from bench.shiftroute_router import ShiftrouteRouter
 from bench.workloads import HANDSHAKE_CONCURRENCY, WARMUP_S, Load, WrkLoad, measure
 
@@ -77,11 +81,12 @@ def _load(env: Env, workload: str, termination: str) -> Load:
     return handshakes
 
 
-def run(args: argparse.Namespace) -> dict[str, list[float]]:
-    """CPU µs per request of each router, one sample per round."""
+def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """CPU µs per request of each router, one sample per round; and which code the two builds were."""
     source.use_ref(args.ref)
     base_sha, snapshot = source.export(args.base)
-    print(f"new: {source.describe()}\nbase: {args.base} = {base_sha[:12]}", flush=True)
+    builds = {"shiftroute": source.describe(), "base": f"git {args.base} = {base_sha[:12]}"}
+    print(f"new: {builds['shiftroute']}\nbase: {builds['base']}", flush=True)
     samples: dict[str, list[float]] = {}
     with Env(Options(seconds=args.seconds, rounds=args.rounds)) as env:
         base = _start_base(env, str(snapshot))
@@ -95,7 +100,26 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
                 _, sample = measure(env, router, load, args.seconds)
                 samples.setdefault(router.name, []).append(sample["cpu_us_per_req"])
             print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in samples.items()), flush=True)
-    return samples
+    return samples, builds
+
+
+def write_json(
+    samples: dict[str, list[float]], builds: dict[str, str], args: argparse.Namespace, text: str
+) -> Path:
+    """bench/results/versus-<date>.json: the rounds, the builds and the printed report."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    path = RESULTS / f"versus-{stamp}.json"
+    payload = {
+        "date": stamp,
+        "command": "python -m bench.versus " + " ".join(sys.argv[1:]),
+        "options": vars(args),
+        "builds": builds,
+        "cpu_us_per_request": samples,
+        "report": text.splitlines(),
+    }
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    return path
 
 
 def report(samples: dict[str, list[float]], args: argparse.Namespace) -> str:
@@ -115,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.rounds < 1 or args.seconds <= 0:
         raise SystemExit("--rounds must be at least 1 and --seconds positive")
-    print(report(run(args), args))
+    samples, builds = run(args)
+    text = report(samples, args)
+    print(text)
+    print(f"wrote {write_json(samples, builds, args, text)}")
     return 0
 
 

@@ -92,15 +92,20 @@ def ab_rounds(
     routers: list[Router],
     load: Load,
     during: dict[str, Callable[[], None]] | None = None,
-) -> None:
+    noisy: bool = False,
+) -> int:
+    """Warm up, then `rounds` rounds (`noisy_rounds` if `noisy` and more), each router once per round, in
+    turn. Returns the number of rounds."""
     opts = env.options
+    rounds = max(opts.rounds, opts.noisy_rounds) if noisy else opts.rounds
     for router in routers:
         with contextlib.suppress(RuntimeError):  # best effort; the measured rounds raise if the load fails
             measure(env, router, load, WARMUP_S)
-    for _ in range(opts.rounds):
+    for _ in range(rounds):
         for router in routers:
             _, sample = measure(env, router, load, opts.seconds, during=(during or {}).get(router.name))
             case.add(router.name, sample)
+    return rounds
 
 
 def _rps_target(termination: str, case: CaseResult) -> tuple[Target | None, str]:
@@ -157,7 +162,9 @@ def handshakes(env: Env, case: CaseResult, termination: str) -> None:
         except OSError as exc:
             counters.append({"error": str(exc)})
 
-    ab_rounds(env, case, [env.shiftroute, env.haproxy], load, during={"haproxy": read_haproxy_counters})
+    rounds = ab_rounds(
+        env, case, [env.shiftroute, env.haproxy], load, during={"haproxy": read_haproxy_counters}, noisy=True
+    )
     keys = (
         "SslFrontendKeyRate",
         "SslFrontendSessionReuse_pct",
@@ -169,8 +176,9 @@ def handshakes(env: Env, case: CaseResult, termination: str) -> None:
     case.info["haproxy_mid_run"] = [{k: c[k] for k in keys if k in c} for c in counters]
     resumed = sum(s["resumed"] for r in case.samples.values() for s in r)
     label = f"3. new TLS connection per request (full handshakes), {termination}"
-    note = f"Python client, {HANDSHAKE_CONCURRENCY} concurrent; sessions resumed: {resumed}; " + _util_note(
-        case
+    note = (
+        f"{rounds} rounds; Python client, {HANDSHAKE_CONCURRENCY} concurrent; sessions resumed: {resumed}; "
+        + _util_note(case)
     )
     case.row(label, "router CPU µs/handshake", "cpu_us_per_req", Target("<= 1.05x", max_ratio=1.05), note)
     case.row(label, "handshakes/s", "rps")
@@ -209,11 +217,14 @@ def fixed_rate(env: Env, case: CaseResult, termination: str, haproxy_peak: float
             cpu=env.layout.load_cpu,
         )
 
-    ab_rounds(env, case, [env.shiftroute, env.haproxy], load)
+    rounds = ab_rounds(env, case, [env.shiftroute, env.haproxy], load, noisy=True)
     case.info.update(target_rps=rate, haproxy_peak_rps=haproxy_peak)
     label = f"8. fixed rate {rate:,.0f} req/s (50 % of HAProxy's peak), {connections} conns, {termination}"
     got = case.median("shiftroute", "rps") or 0.0
-    note = f"h2load --rps; shiftroute got {got:,.0f}/s, HAProxy {case.median('haproxy', 'rps') or 0:,.0f}/s"
+    note = (
+        f"{rounds} rounds; h2load --rps; shiftroute got {got:,.0f}/s, "
+        f"HAProxy {case.median('haproxy', 'rps') or 0:,.0f}/s"
+    )
     if got < 0.95 * rate:
         note += " (shiftroute could not keep the rate: target missed)"
     row = case.row(label, "p99 latency ms", "p99_ms", Target("<= 1.5x", max_ratio=1.5), note)
