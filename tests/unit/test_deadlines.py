@@ -9,7 +9,7 @@ import asyncio
 import pytest
 import uvloop
 
-from shiftroute.engine.deadlines import SLOTS_PER_SECOND, Deadlines
+from shiftroute.engine.deadlines import RING, SLOTS_PER_SECOND, Deadlines
 
 SLOT = 1 / SLOTS_PER_SECOND
 
@@ -176,5 +176,57 @@ def test_a_slot_emptied_and_filled_again_is_queued_once() -> None:
         await last.fired.wait()
         assert all(owner.called_at == [] for owner in owners)
         assert not deadlines._order and not deadlines._queued
+
+    run(main())
+
+
+def test_slots_a_ring_apart_share_no_place_and_each_fires_in_turn() -> None:
+    """Slots RING slots apart map to the same place in the ring: the second is kept apart (`_far`), and
+    each fires, or is removed, on its own. The far slot here is RING slots *earlier* (already ended, so
+    it fires at once); a later one would take 164 s to see."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        ring_span = RING * SLOT
+        near, early, early_removed = Owner(loop, "near"), Owner(loop, "early"), Owner(loop, "removed")
+        when = loop.time() + 0.05
+        slot = deadlines.add(near, when)
+        early_slot = deadlines.add(early, when - ring_span)
+        assert early_slot == slot - RING and deadlines._far  # the same place: kept apart
+        assert deadlines.add(early_removed, when - ring_span) == early_slot
+        deadlines.remove(early_removed, early_slot)
+        far_later = Owner(loop, "far later")
+        far_slot = deadlines.add(far_later, when + ring_span)  # 164 s ahead, the same place again
+        assert far_slot == slot + RING and len(deadlines) == 3
+        await early.fired.wait()
+        assert near.called_at == []  # its own slot has not ended
+        await near.fired.wait()
+        assert near.called_at[0] >= when
+        assert len(early.called_at) == 1 and early_removed.called_at == []
+        assert len(deadlines) == 1  # the far later one waits
+        deadlines.remove(far_later, far_slot)
+        assert len(deadlines) == 0 and not deadlines._far
+
+    run(main())
+
+
+def test_a_place_freed_finds_the_slot_kept_apart_again() -> None:
+    """Once the ring's place is free, a deadline for a slot kept apart joins that slot (found in `_far`),
+    not a second copy of it in the ring."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        when = loop.time() + 0.05
+        first, apart, joining = Owner(loop), Owner(loop), Owner(loop)
+        slot = deadlines.add(first, when)
+        apart_slot = deadlines.add(apart, when + RING * SLOT)
+        deadlines.remove(first, slot)  # the place is free now
+        assert deadlines.add(joining, when + RING * SLOT) == apart_slot
+        assert len(deadlines._far) == 1 and len(deadlines) == 2
+        deadlines.remove(apart, apart_slot)
+        deadlines.remove(joining, apart_slot)
+        assert len(deadlines) == 0 and not deadlines._far
 
     run(main())
