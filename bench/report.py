@@ -57,21 +57,21 @@ def table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
+def save_result(prefix: str, command: str, fields: dict[str, Any]) -> Path:
+    """bench/results/<prefix><UTC date>.json: the date, the command, then `fields`."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    path = RESULTS / f"{prefix}{stamp}.json"
+    payload = {"date": stamp, "command": command, **fields}
+    path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    return path
+
+
 def write_json(
     results: list[CaseResult], machine: dict[str, Any], command: str, options: dict[str, Any]
 ) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    path = RESULTS / f"{stamp}.json"
-    payload = {
-        "date": stamp,
-        "command": command,
-        "machine": machine,
-        "options": options,
-        "results": [r.to_json() for r in results],
-    }
-    path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    return path
+    fields = {"machine": machine, "options": options, "results": [r.to_json() for r in results]}
+    return save_result("", command, fields)
 
 
 def machine_block(machine: dict[str, Any]) -> str:

@@ -17,11 +17,9 @@ started as a second `shiftroute serve` on the same store, with the same options 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import source
@@ -29,7 +27,7 @@ from bench.backends import PATHS
 from bench.env import Env, Options, Router, check_routes
 from bench.handshake_client import run_handshakes
 from bench.loadgen import LoadResult
-from bench.report import RESULTS
+from bench.report import save_result
 from bench.shiftroute_router import ShiftrouteRouter
 from bench.workloads import HANDSHAKE_CONCURRENCY, WARMUP_S, Load, WrkLoad, measure
 
@@ -107,19 +105,13 @@ def write_json(
     samples: dict[str, list[float]], builds: dict[str, str], args: argparse.Namespace, text: str
 ) -> Path:
     """bench/results/versus-<date>.json: the rounds, the builds and the printed report."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    path = RESULTS / f"versus-{stamp}.json"
-    payload = {
-        "date": stamp,
-        "command": "python -m bench.versus " + " ".join(sys.argv[1:]),
+    fields = {
         "options": vars(args),
         "builds": builds,
         "cpu_us_per_request": samples,
         "report": text.splitlines(),
     }
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    return path
+    return save_result("versus-", "python -m bench.versus " + " ".join(sys.argv[1:]), fields)
 
 
 def report(samples: dict[str, list[float]], args: argparse.Namespace) -> str:
