@@ -9,11 +9,12 @@
 cimport cython
 
 from shiftroute.engine cimport sock_syscalls
-from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol, ProtocolMaker
+from shiftroute.engine.link_hub cimport HubMember, LinkHub, LinkProtocol, ProtocolMaker, after_bytes
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
-cdef unsigned int _IN, _OUT, _ERR_HUP, _ERR, _ET, _RDHUP
+cdef unsigned int _IN, _OUT, _ERR_HUP, _ET, _RDHUP
+cdef int _AGAIN, _EMPTY  # link_hub's READ_AGAIN, READ_EMPTY
 cdef Py_ssize_t READ_SIZE  # a C value: each read's length is compared with it
 
 
@@ -28,7 +29,7 @@ cdef class ClientLink(HubMember):
     cdef public bint _protocol_paused, _shared, _lost_reported
 
     cpdef on_events(self, unsigned int events)
-    @cython.locals(data=object)
+    @cython.locals(data=object, step=int)
     cpdef _read(self, unsigned int events)
     cpdef _callback_failed(self, str name, object exc)
     @cython.locals(sent=Py_ssize_t)

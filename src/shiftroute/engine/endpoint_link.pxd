@@ -10,11 +10,12 @@
 cimport cython
 
 from shiftroute.engine cimport sock_syscalls
-from shiftroute.engine.link_hub cimport HubMember, LinkHub
+from shiftroute.engine.link_hub cimport HubMember, LinkHub, after_bytes
 
 
 # The event masks as C values (module objects, each test of an event made Python ints).
-cdef unsigned int _IN, _OUT, _ERR_HUP, _ERR, _ET, _RDHUP
+cdef unsigned int _IN, _OUT, _ERR_HUP, _ET, _RDHUP
+cdef int _AGAIN, _EMPTY  # link_hub's READ_AGAIN, READ_EMPTY
 cdef Py_ssize_t READ_SIZE  # a C value: each read's length is compared with it
 
 
@@ -58,7 +59,7 @@ cdef class EndpointLink(RelayUpstream):
     cpdef bint connect(self, str address, int port, bytes first=*) except -1
     @cython.locals(code=int)
     cpdef on_events(self, unsigned int events)
-    @cython.locals(data=object)
+    @cython.locals(data=object, step=int)
     cpdef _read(self, unsigned int events)
     cpdef _lost(self)
     @cython.locals(sent=Py_ssize_t, data=bytes)

@@ -25,7 +25,7 @@ import os
 from typing import cast
 
 from shiftroute.engine import sock_syscalls
-from shiftroute.engine.link_hub import HubMember, LinkHub, hub_for
+from shiftroute.engine.link_hub import READ_AGAIN, READ_EMPTY, HubMember, LinkHub, after_bytes, hub_for
 
 __all__ = ["EndpointLink", "RelayPeer", "RelayUpstream", "hub_for"]
 
@@ -38,7 +38,8 @@ READ_SIZE = 65536  # per read, as the loop's transports read
 _IN = sock_syscalls.EPOLLIN
 _OUT = sock_syscalls.EPOLLOUT
 _ERR_HUP = sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP
-_ERR = sock_syscalls.EPOLLERR
+_AGAIN = READ_AGAIN  # compiled: C values (the .pxd)
+_EMPTY = READ_EMPTY
 _ET = sock_syscalls.EPOLLET
 _RDHUP = sock_syscalls.EPOLLRDHUP
 
@@ -247,13 +248,8 @@ class EndpointLink(RelayUpstream):
             self._read(events)  # the data, the EOF or the error
 
     def _read(self, events: int) -> None:
-        """Read until the socket is empty, the peer pauses reading, or the connection ends:
-        edge-triggered, no event comes for what is already there.
-
-        Empty is a read shorter than asked for: what arrives after it raises a new event. Not so the end:
-        a FIN, reset or error already there when the event was read (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has
-        raised its only event. A FIN with no error is the end at once after a short read; a reset or error
-        is read until recv(2) reports it (ClientLink._read has the same rule)."""
+        """Read until the socket is empty, the peer pauses reading, or the connection ends (when to read
+        again: link_hub.after_bytes, the rule ClientLink reads by too)."""
         while True:
             try:
                 data = sock_syscalls.recv_bytes(self.fd, READ_SIZE)
@@ -266,15 +262,11 @@ class EndpointLink(RelayUpstream):
                 self.peer.relay_data(data)
                 if not self._reading or self.fd < 0:
                     return
-                if len(data) == READ_SIZE:
-                    continue  # more may be there
-                if not events & _RDHUP or events & _ERR:
-                    if events & _ERR_HUP:
-                        continue  # a reset or error: read until recv(2) reports it
-                    return  # empty
-                # The FIN came before the event (EPOLLRDHUP, no error), after every byte before it: this
-                # short read took them all, and the end is certain without another recv(2). An endpoint
-                # that closes after its response saves a system call per connection (HAProxy's rule too).
+                step = after_bytes(len(data), READ_SIZE, events)
+                if step == _AGAIN:
+                    continue
+                if step == _EMPTY:
+                    return
             self.eof = True  # no event follows (edge-triggered): nothing to take out of the set
             self.peer.relay_eof()
             return

@@ -39,6 +39,7 @@ cdef class LinkHub
 
 
 cpdef LinkHub hub_for(object loop)
+cpdef int after_bytes(Py_ssize_t got, Py_ssize_t asked, unsigned int events) except -1
 
 
 cdef class LinkHub:

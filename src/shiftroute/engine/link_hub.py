@@ -24,6 +24,31 @@ from shiftroute.engine import sock_syscalls
 
 log = logging.getLogger("shiftroute.engine")
 
+# What the edge-triggered read loop of a socket of the router's own does after a read that returned bytes
+# (`after_bytes`; ClientLink._read and EndpointLink._read).
+READ_EMPTY = 0  # stop: the socket is empty, and the next bytes raise a new event
+READ_AGAIN = 1  # read again: more may be there, or a reset or error waits to be read
+READ_END = 2  # the peer's end: every byte before its FIN has been read
+
+
+def after_bytes(got: int, asked: int, events: int) -> int:
+    """After a read of `asked` bytes that returned `got` (at least one) in an event with `events`.
+
+    Edge-triggered, no event comes again for what is already there. A read shorter than asked for has
+    emptied the socket: what arrives after it raises a new event. Not so an end already there when the
+    event was read: a FIN, a reset or an error (EPOLLRDHUP, EPOLLHUP, EPOLLERR) has raised its only event.
+    - A FIN with no error is the end at once: the kernel processes a FIN in sequence, so every byte before
+      it was queued when the event was read, and the short read took them all (HAProxy's rule too, which
+      saves the recv(2) that would return 0 on every connection that closes after its last bytes).
+    - A reset or error is read until recv(2) reports it, so that a reset is never taken for a clean end."""
+    if got == asked:
+        return READ_AGAIN
+    if events & sock_syscalls.EPOLLRDHUP and not events & sock_syscalls.EPOLLERR:
+        return READ_END
+    if events & (sock_syscalls.EPOLLERR | sock_syscalls.EPOLLHUP):
+        return READ_AGAIN
+    return READ_EMPTY
+
 
 class HubMember:
     """A socket in a LinkHub's epoll set: `fd` (-1 once closed), the events watched (`_watched`, 0: not in
